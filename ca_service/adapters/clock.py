@@ -1,0 +1,12 @@
+"""The real clock, the only place that reads the time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+__all__ = ["SystemClock"]
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)

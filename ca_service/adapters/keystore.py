@@ -1,0 +1,203 @@
+"""The CA's files in the data directory: CA certificates, encrypted keys, gRPC credentials.
+
+Layout::
+
+    root/ca.pem  root/key.pem          root CA (key: encrypted PKCS#8)
+    issuing/ca.pem  issuing/key.pem    issuing CA, signs user certificates
+    services/ca.pem  services/key.pem  services CA, signs the gRPC mTLS credentials
+    grpc/server.pem  grpc/key.pem      the gRPC server's TLS credential (key encrypted)
+    credentials/<name>/{cert.pem,key.pem,ca.pem}   client credentials (key in clear, 0600)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ca_service.domain.profiles import CaProfile, Role
+from ca_service.errors import AlreadyExists, ConfigurationError
+from ca_service.pki import hierarchy
+from ca_service.pki.keys import (
+    CaPrivateKey,
+    KeyAlgorithm,
+    decrypt_private_key,
+    encrypt_private_key,
+    generate_key,
+    unencrypted_pem,
+)
+from ca_service.pki.signer import SoftwareSigner
+
+__all__ = ["CaFiles", "LoadedCa", "ClientCredential"]
+
+_SERVER_DNS_NAMES = ("localhost",)
+_SERVER_IPS = ("127.0.0.1", "::1")
+
+
+def _pem(der: bytes) -> bytes:
+    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@dataclass(frozen=True)
+class ClientCredential:
+    certificate_pem: bytes
+    key_pem: bytes
+    trust_pem: bytes
+
+
+@dataclass(frozen=True)
+class LoadedCa:
+    """What a running ca-service needs from the data directory."""
+
+    root: x509.Certificate
+    issuing: x509.Certificate
+    issuing_key: CaPrivateKey
+    services: x509.Certificate
+    grpc_server: ClientCredential
+
+
+class CaFiles:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def path(self, *parts: str) -> Path:
+        return self.data_dir.joinpath(*parts)
+
+    def exists(self) -> bool:
+        return any(self.path(name, "ca.pem").exists() for name in ("root", "issuing", "services"))
+
+    def initialise(self, profile: CaProfile, algorithm: KeyAlgorithm, passphrase: bytes,
+                   now: datetime) -> None:
+        """Creates the CA hierarchy and the operator credential; refuses to overwrite."""
+        if self.exists():
+            raise AlreadyExists(f"a CA already exists in {self.data_dir}; refusing to overwrite it",
+                                reason="CA_EXISTS")
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Build everything in a sibling directory first, so that a failure half-way leaves
+        # no partial CA behind, then move the pieces in.
+        staging = Path(tempfile.mkdtemp(prefix=".init-", dir=self.data_dir))
+        try:
+            staged = CaFiles(staging)
+            staged._create(profile, algorithm, passphrase, now)
+            for entry in sorted(staging.iterdir()):
+                target = self.path(entry.name)
+                if target.exists():
+                    raise AlreadyExists(f"{target} already exists; refusing to overwrite it",
+                                        reason="CA_EXISTS")
+                entry.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _create(self, profile: CaProfile, algorithm: KeyAlgorithm, passphrase: bytes,
+                now: datetime) -> None:
+        root_key = generate_key(algorithm)
+        root = hierarchy.create_root(root_key, profile, profile.root_common_name, now,
+                                     profile.root_lifetime)
+        issuing_key = generate_key(algorithm)
+        issuing = hierarchy.create_subordinate(root, SoftwareSigner(root_key), issuing_key,
+                                               profile, profile.issuing_common_name, now,
+                                               profile.issuing_lifetime)
+        services_key = generate_key(KeyAlgorithm.EC_P256)
+        services = hierarchy.create_root(services_key, profile, profile.services_common_name,
+                                         now, profile.services_lifetime)
+        for name, issued, key in (("root", root, root_key), ("issuing", issuing, issuing_key),
+                                  ("services", services, services_key)):
+            _write(self.path(name, "ca.pem"), _pem(issued.certificate_der))
+            _write(self.path(name, "key.pem"), encrypt_private_key(key, passphrase), 0o600)
+
+        server_key = generate_key(KeyAlgorithm.EC_P256)
+        server_der = hierarchy.create_service_credential(
+            services, SoftwareSigner(services_key), server_key, profile, name="ca-service",
+            role=None, dns_names=_SERVER_DNS_NAMES, ip_addresses=_SERVER_IPS, now=now)
+        _write(self.path("grpc", "server.pem"), _pem(server_der))
+        _write(self.path("grpc", "key.pem"), encrypt_private_key(server_key, passphrase), 0o600)
+        self._issue_client(services, services_key, profile, "operator", Role.OPERATOR, now)
+
+    def _issue_client(self, services: hierarchy.IssuedCa, services_key: CaPrivateKey,
+                      profile: CaProfile, name: str, role: Role, now: datetime) -> Path:
+        key = generate_key(KeyAlgorithm.EC_P256)
+        der = hierarchy.create_service_credential(
+            services, SoftwareSigner(services_key), key, profile, name=name, role=role, now=now)
+        directory = self.path("credentials", name)
+        _write(directory / "cert.pem", _pem(der))
+        _write(directory / "key.pem", unencrypted_pem(key), 0o600)
+        _write(directory / "ca.pem", self.path("services", "ca.pem").read_bytes())
+        return directory
+
+    def issue_client_credential(self, profile: CaProfile, passphrase: bytes, name: str,
+                                role: Role, now: datetime) -> Path:
+        """A new gRPC client credential (e.g. for a gateway) in ``credentials/<name>``."""
+        if self.path("credentials", name).exists():
+            raise AlreadyExists(f"credential {name!r} already exists", reason="CREDENTIAL_EXISTS")
+        services_pem = self.path("services", "ca.pem").read_bytes()
+        services_cert = x509.load_pem_x509_certificate(services_pem)
+        services_key = self._key("services", passphrase)
+        services = hierarchy.IssuedCa(
+            services_cert.public_bytes(Encoding.DER),
+            services_cert.subject.public_bytes(),
+            services_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest,
+        )
+        return self._issue_client(services, services_key, profile, name, role, now)
+
+    def _key(self, name: str, passphrase: bytes) -> CaPrivateKey:
+        path = self.path(name, "key.pem")
+        try:
+            return decrypt_private_key(path.read_bytes(), passphrase)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigurationError(f"{path}: {exc}") from None
+
+    def _certificate(self, name: str) -> x509.Certificate:
+        path = self.path(name, "ca.pem")
+        try:
+            return x509.load_pem_x509_certificate(path.read_bytes())
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read {path}: {exc.strerror}; run `ca-service init` first") from None
+
+    def load(self, passphrase: bytes) -> LoadedCa:
+        if not self.exists():
+            raise ConfigurationError(
+                f"no CA in {self.data_dir}; create one with `ca-service init --data-dir "
+                f"{self.data_dir}`")
+        server_key = decrypt_private_key(self.path("grpc", "key.pem").read_bytes(), passphrase)
+        return LoadedCa(
+            root=self._certificate("root"),
+            issuing=self._certificate("issuing"),
+            issuing_key=self._key("issuing", passphrase),
+            services=self._certificate("services"),
+            grpc_server=ClientCredential(
+                certificate_pem=self.path("grpc", "server.pem").read_bytes(),
+                key_pem=unencrypted_pem(server_key),
+                trust_pem=self.path("services", "ca.pem").read_bytes(),
+            ),
+        )
+
+    def client_credential(self, name: str = "operator",
+                          directory: Path | None = None) -> ClientCredential:
+        base = directory or self.path("credentials", name)
+        try:
+            return ClientCredential(
+                certificate_pem=(base / "cert.pem").read_bytes(),
+                key_pem=(base / "key.pem").read_bytes(),
+                trust_pem=(base / "ca.pem").read_bytes(),
+            )
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read the gRPC client credential in {base}: {exc.strerror}") from None

@@ -1,0 +1,95 @@
+"""Wiring only: settings → adapters → services → servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from cryptography import x509
+from grpc_health.v1 import health, health_pb2
+
+from ca_service.adapters.clock import SystemClock
+from ca_service.adapters.grpc.server import SERVICE_NAME, build_server
+from ca_service.adapters.grpc.servicer import CertificateAuthorityServicer
+from ca_service.adapters.keystore import CaFiles
+from ca_service.adapters.sql.certificates import SqlCertificateStore
+from ca_service.adapters.sql.database import Database, open_database
+from ca_service.adapters.sql.migrations import migrate
+from ca_service.config import Settings
+from ca_service.pki.certificates import ClientCertificateFactory
+from ca_service.pki.signer import SoftwareSigner
+from ca_service.ports import Clock
+from ca_service.services.issuance import IssuanceService
+
+__all__ = ["Application", "start", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Application:
+    database: Database
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.database.close()
+
+
+def _key_id(certificate: x509.Certificate) -> bytes:
+    return certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+
+
+async def start(settings: Settings, clock: Clock | None = None) -> Application:
+    clock = clock or SystemClock()
+    loaded = CaFiles(settings.data_dir).load(settings.passphrase())
+    database = open_database(settings.database_url, readers=settings.database_readers)
+    try:
+        await asyncio.to_thread(migrate, database)
+        factory = ClientCertificateFactory(
+            SoftwareSigner(loaded.issuing_key),
+            issuer_name=loaded.issuing.subject.public_bytes(),
+            issuer_key_id=_key_id(loaded.issuing),
+            profile=settings.client_profile,
+        )
+        issuance = IssuanceService(
+            factory=factory,
+            store=SqlCertificateStore(database),
+            clock=clock,
+            chain=(loaded.issuing, loaded.root),
+            pkcs12_kdf_rounds=settings.pkcs12_kdf_rounds,
+        )
+        servicer = CertificateAuthorityServicer(issuance, clock)
+        server, port, health_servicer = build_server(servicer, loaded.grpc_server,
+                                                     settings.grpc_address)
+        await server.start()
+    except BaseException:
+        database.close()
+        raise
+    serving = health_pb2.HealthCheckResponse.SERVING
+    await health_servicer.set("", serving)
+    await health_servicer.set(SERVICE_NAME, serving)
+    return Application(database, server, port, health_servicer)
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGINT or SIGTERM, then stops gracefully."""
+    app = await start(settings)
+    host = settings.grpc_address.rsplit(":", 1)[0]
+    log.info("database: %s", app.database.description)
+    print(f"ca-service: gRPC API (mTLS) listening on {host}:{app.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await app.stop()

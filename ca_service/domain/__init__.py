@@ -1,0 +1,1 @@
+"""Pure rules of the CA: no I/O, no clock reads (time is always passed in)."""

@@ -1,0 +1,47 @@
+"""Rules for the names a certificate carries: user IDs (SPEC A2) and organisation names."""
+
+from __future__ import annotations
+
+import string
+
+__all__ = [
+    "USER_ID_MIN",
+    "USER_ID_MAX",
+    "ORGANIZATION_MAX",
+    "user_id_problem",
+    "organization_problem",
+]
+
+USER_ID_MIN = 6
+USER_ID_MAX = 12
+# X.520 ub-organization-name.
+ORGANIZATION_MAX = 64
+
+_ASCII_LETTERS = frozenset(string.ascii_letters)
+_DIGITS = frozenset(string.digits)
+
+
+def user_id_problem(user_id: str) -> str | None:
+    """Returns which SPEC A2 rule ``user_id`` breaks, or None when it is acceptable."""
+    if not USER_ID_MIN <= len(user_id) <= USER_ID_MAX:
+        return f"user ID must be {USER_ID_MIN}-{USER_ID_MAX} characters long"
+    if any(ch not in _ASCII_LETTERS and ch not in _DIGITS for ch in user_id):
+        return "user ID may contain only half-width ASCII letters and digits"
+    if not any(ch in _ASCII_LETTERS for ch in user_id):
+        return "user ID must contain at least one letter"
+    if not any(ch in _DIGITS for ch in user_id):
+        return "user ID must contain at least one digit"
+    return None
+
+
+def organization_problem(organization: str) -> str | None:
+    """Returns why ``organization`` cannot name a certificate's organisation, or None."""
+    if not organization.strip():
+        return "organization must not be empty"
+    if organization != organization.strip():
+        return "organization must not start or end with white space"
+    if len(organization) > ORGANIZATION_MAX:
+        return f"organization must be at most {ORGANIZATION_MAX} characters long"
+    if any(not ch.isprintable() for ch in organization):
+        return "organization must not contain control characters"
+    return None

@@ -1,0 +1,65 @@
+"""Checks a caller's PKCS#10 request. Only its key is used; subject and extensions in the
+CSR are ignored because they come from the CA's profile (SPEC C5)."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+__all__ = ["CsrRejected", "MAX_CSR_BYTES", "accepted_public_key"]
+
+MAX_CSR_BYTES = 64 * 1024
+_ACCEPTED_CURVES = frozenset({"secp256r1", "secp384r1"})
+_RSA_MIN_BITS = 2048
+_RSA_MAX_BITS = 8192
+
+
+class CsrRejected(ValueError):
+    """The CSR cannot be signed; the message says why, in words a caller can act on."""
+
+
+def _load(data: bytes) -> x509.CertificateSigningRequest:
+    if not data:
+        raise CsrRejected("CSR is empty")
+    if len(data) > MAX_CSR_BYTES:
+        raise CsrRejected(f"CSR is larger than {MAX_CSR_BYTES} bytes")
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_csr(data)
+        return x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        raise CsrRejected(f"CSR is not a valid PKCS#10 request: {exc}") from None
+
+
+def accepted_public_key(data: bytes) -> bytes:
+    """Returns the DER SubjectPublicKeyInfo of a well-formed, self-signed CSR whose key is
+    P-256, P-384, Ed25519 or RSA 2048-8192; raises :class:`CsrRejected` otherwise."""
+    csr = _load(data)
+    try:
+        key = csr.public_key()
+    except (ValueError, x509.UnsupportedGeneralNameType) as exc:
+        raise CsrRejected(f"CSR public key cannot be read: {exc}") from None
+    except Exception as exc:  # cryptography raises UnsupportedAlgorithm for unknown keys
+        raise CsrRejected(f"CSR public key type is not supported: {exc}") from None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in _ACCEPTED_CURVES:
+            raise CsrRejected(f"EC curve {key.curve.name} is not accepted; use P-256 or P-384")
+    elif isinstance(key, rsa.RSAPublicKey):
+        if not _RSA_MIN_BITS <= key.key_size <= _RSA_MAX_BITS:
+            raise CsrRejected(
+                f"RSA key of {key.key_size} bits is not accepted; "
+                f"use {_RSA_MIN_BITS}-{_RSA_MAX_BITS} bits"
+            )
+    elif not isinstance(key, ed25519.Ed25519PublicKey):
+        raise CsrRejected(
+            f"{type(key).__name__.removeprefix('_')} keys are not accepted; "
+            "use P-256, P-384, Ed25519 or RSA >= 2048"
+        )
+    try:
+        valid = csr.is_signature_valid
+    except Exception as exc:
+        raise CsrRejected(f"CSR signature cannot be checked: {exc}") from None
+    if not valid:
+        raise CsrRejected("CSR signature does not verify with its own public key")
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)

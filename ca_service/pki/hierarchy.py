@@ -1,0 +1,148 @@
+"""The CA hierarchy made by ``ca-service init``.
+
+- root CA (self-signed) -> issuing CA (pathLen 0) -> end-user client certificates;
+- a separate, self-signed *services CA* for the gRPC API's own mTLS: the server's
+  certificate and the operator/gateway/service client certificates. Keeping it apart from
+  the user hierarchy means no end-user certificate can ever authenticate to the API.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from ca_service.domain.profiles import CaProfile, Role
+from ca_service.pki.certificates import (
+    build_certificate,
+    extension,
+    general_name,
+    key_identifier,
+    name_der,
+    new_serial,
+)
+from ca_service.pki.keys import CaPrivateKey
+from ca_service.pki.signer import Signer, SoftwareSigner
+
+__all__ = ["IssuedCa", "create_root", "create_subordinate", "create_service_credential"]
+
+# Back-dating CA certificates a little keeps relying parties with slow clocks happy.
+_CA_BACKDATE = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCa:
+    certificate_der: bytes
+    subject: bytes
+    key_id: bytes
+
+
+def _spki(key: CaPrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _whole_seconds(instant: datetime) -> datetime:
+    return instant.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def _ca_extensions(key_id: bytes, issuer_key_id: bytes | None, path_length: int | None) -> list[bytes]:
+    constraints: dict[str, object] = {"ca": True}
+    if path_length is not None:
+        constraints["path_len_constraint"] = path_length
+    extensions = [
+        # RFC 5280 4.2.1.9: MUST be present and critical in CA certificates.
+        extension("basic_constraints", constraints, critical=True),
+        # RFC 5280 4.2.1.3: keyCertSign and cRLSign; critical.
+        extension("key_usage", {"key_cert_sign", "crl_sign"}, critical=True),
+        extension("key_identifier", key_id),
+    ]
+    if issuer_key_id is not None:
+        extensions.append(extension("authority_key_identifier", {"key_identifier": issuer_key_id}))
+    return extensions
+
+
+def create_root(key: CaPrivateKey, profile: CaProfile, common_name: str, now: datetime,
+                lifetime: timedelta) -> IssuedCa:
+    subject = name_der(organization=profile.organization, common_name=common_name)
+    spki = _spki(key)
+    key_id = key_identifier(spki)
+    not_before = _whole_seconds(now - _CA_BACKDATE)
+    certificate = build_certificate(
+        SoftwareSigner(key),
+        serial=new_serial(),
+        issuer=subject,
+        not_before=not_before,
+        not_after=not_before + lifetime,
+        subject=subject,
+        spki=spki,
+        # RFC 5280 4.2.1.1: AKI may be omitted in a self-signed certificate.
+        extensions=_ca_extensions(key_id, None, None),
+    )
+    return IssuedCa(certificate, subject, key_id)
+
+
+def create_subordinate(issuer: IssuedCa, issuer_signer: Signer, key: CaPrivateKey,
+                       profile: CaProfile, common_name: str, now: datetime,
+                       lifetime: timedelta) -> IssuedCa:
+    subject = name_der(organization=profile.organization, common_name=common_name)
+    spki = _spki(key)
+    key_id = key_identifier(spki)
+    not_before = _whole_seconds(now - _CA_BACKDATE)
+    certificate = build_certificate(
+        issuer_signer,
+        serial=new_serial(),
+        issuer=issuer.subject,
+        not_before=not_before,
+        not_after=not_before + lifetime,
+        subject=subject,
+        spki=spki,
+        extensions=_ca_extensions(key_id, issuer.key_id, 0),
+    )
+    return IssuedCa(certificate, subject, key_id)
+
+
+def create_service_credential(
+    issuer: IssuedCa,
+    issuer_signer: Signer,
+    key: CaPrivateKey,
+    profile: CaProfile,
+    *,
+    name: str,
+    role: Role | None,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
+    now: datetime,
+) -> bytes:
+    """A TLS certificate under the services CA: a gRPC server certificate when ``role`` is
+    None, else a client certificate whose OU names the caller's role."""
+    subject = name_der(
+        organization=profile.organization,
+        organizational_unit=role.value if role is not None else None,
+        common_name=name,
+    )
+    spki = _spki(key)
+    not_before = _whole_seconds(now - timedelta(minutes=5))
+    extensions = [
+        extension("basic_constraints", {"ca": False}, critical=True),
+        extension("key_usage", {"digital_signature"}, critical=True),
+        extension("extended_key_usage", ["client_auth" if role is not None else "server_auth"]),
+        extension("key_identifier", key_identifier(spki)),
+        extension("authority_key_identifier", {"key_identifier": issuer.key_id}),
+    ]
+    general_names = [general_name("dns_name", dns) for dns in dns_names]
+    general_names += [general_name("ip_address", str(ipaddress.ip_address(ip))) for ip in ip_addresses]
+    if general_names:
+        extensions.append(extension("subject_alt_name", general_names))
+    return build_certificate(
+        issuer_signer,
+        serial=new_serial(),
+        issuer=issuer.subject,
+        not_before=not_before,
+        not_after=not_before + profile.service_credential_lifetime,
+        subject=subject,
+        spki=spki,
+        extensions=extensions,
+    )

@@ -1,0 +1,183 @@
+"""Issuing certificates: check the request, apply the profile, sign, record, return.
+
+A certificate is committed to the store before this service hands it to anyone, so a crash
+can never leave a certificate in a client's hands that the CA does not know about. The
+signed DER is recorded in the same single write as its serial, so there is no window in
+which the store holds a reserved serial without its certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from ca_service.domain.identifiers import organization_problem, user_id_problem
+from ca_service.domain.naming import client_subject_string, pkcs12_file_name
+from ca_service.domain.records import CertificateRecord, KeySource
+from ca_service.domain.validity import validity_for
+from ca_service.errors import AlreadyExists, InvalidArgument, InvalidCsr, NotFound, StoreError
+from ca_service.pki.certificates import ClientCertificateFactory, ClientSubject, new_serial
+from ca_service.pki.csr import CsrRejected, accepted_public_key
+from ca_service.pki.pkcs12 import build_pkcs12
+from ca_service.ports import CertificateStore, Clock
+
+__all__ = ["IssuanceService", "IssuedKeyPair", "parse_serial", "parse_fingerprint"]
+
+log = logging.getLogger(__name__)
+
+_MAX_PASSWORD = 128
+_SERIAL_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKeyPair:
+    record: CertificateRecord
+    pkcs12: bytes
+    file_name: str
+
+
+def _subject(user_id: str, organization: str) -> ClientSubject:
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise InvalidArgument(problem, reason="INVALID_USER_ID", metadata={"field": "user_id"})
+    problem = organization_problem(organization)
+    if problem is not None:
+        raise InvalidArgument(problem, reason="INVALID_ORGANIZATION",
+                              metadata={"field": "organization"})
+    return ClientSubject(user_id=user_id, organization=organization)
+
+
+def _hex(value: str, what: str) -> str:
+    cleaned = value.strip().replace(":", "").lower()
+    if not cleaned or any(ch not in "0123456789abcdef" for ch in cleaned):
+        raise InvalidArgument(f"{what} must be hexadecimal", reason="INVALID_ARGUMENT",
+                              metadata={"field": what.replace(" ", "_")})
+    return cleaned
+
+
+def parse_serial(value: str) -> int:
+    serial = int(_hex(value, "serial number"), 16)
+    if serial <= 0 or serial.bit_length() > 160:
+        raise InvalidArgument("serial number must be positive and at most 20 octets",
+                              metadata={"field": "serial_number"})
+    return serial
+
+
+def parse_fingerprint(value: str) -> str:
+    fingerprint = _hex(value, "fingerprint sha256")
+    if len(fingerprint) != 64:
+        raise InvalidArgument("a SHA-256 fingerprint has 64 hexadecimal digits",
+                              metadata={"field": "fingerprint_sha256"})
+    return fingerprint
+
+
+class IssuanceService:
+    def __init__(
+        self,
+        *,
+        factory: ClientCertificateFactory,
+        store: CertificateStore,
+        clock: Clock,
+        chain: Sequence[x509.Certificate],
+        pkcs12_kdf_rounds: int,
+    ) -> None:
+        self._factory = factory
+        self._store = store
+        self._clock = clock
+        self._chain = tuple(chain)
+        self._kdf_rounds = pkcs12_kdf_rounds
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """Issuing CA first, then the root."""
+        return self._chain
+
+    async def _issue(self, subject: ClientSubject, spki: bytes, source: KeySource) -> CertificateRecord:
+        for _attempt in range(_SERIAL_ATTEMPTS):
+            issued_at = self._clock.now()
+            validity = validity_for(issued_at, self._factory.profile.not_before_skew)
+            serial = new_serial()
+            der = self._factory.build(serial=serial, subject=subject, spki=spki, validity=validity)
+            record = CertificateRecord(
+                serial=serial,
+                fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+                user_id=subject.user_id,
+                organization=subject.organization,
+                subject=client_subject_string(subject.user_id, subject.organization),
+                not_before=validity.not_before,
+                not_after=validity.not_after,
+                issued_at=issued_at,
+                key_source=source,
+                der=der,
+            )
+            try:
+                await self._store.record_issued(record)
+            except AlreadyExists:
+                log.warning("serial collision on %s; signing again with a new serial",
+                            record.serial_hex)
+                continue
+            log.info("issued serial=%s user=%s source=%s", record.serial_hex, subject.user_id,
+                     source.value)
+            return record
+        raise StoreError("could not find a free serial number", reason="SERIAL_CONFLICT")
+
+    async def sign_csr(self, csr: bytes, *, user_id: str, organization: str) -> CertificateRecord:
+        subject = _subject(user_id, organization)
+        try:
+            spki = accepted_public_key(csr)
+        except CsrRejected as exc:
+            raise InvalidCsr(str(exc), metadata={"field": "csr"}) from None
+        return await self._issue(subject, spki, KeySource.CSR)
+
+    async def issue_with_server_key(self, *, user_id: str, organization: str,
+                                    password: str) -> IssuedKeyPair:
+        subject = _subject(user_id, organization)
+        if not password:
+            raise InvalidArgument("a PKCS#12 password is required", reason="INVALID_PASSWORD",
+                                  metadata={"field": "pkcs12_password"})
+        if len(password) > _MAX_PASSWORD or not password.isprintable():
+            raise InvalidArgument(
+                f"the PKCS#12 password must be printable and at most {_MAX_PASSWORD} characters",
+                reason="INVALID_PASSWORD", metadata={"field": "pkcs12_password"})
+        # The key lives only in this call: it goes into the PKCS#12 and is never stored.
+        key = ec.generate_private_key(ec.SECP256R1())
+        spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        record = await self._issue(subject, spki, KeySource.SERVER)
+        certificate = x509.load_der_x509_certificate(record.der)
+        pkcs12 = await asyncio.to_thread(
+            build_pkcs12,
+            friendly_name=user_id,
+            key=key,
+            certificate=certificate,
+            chain=self._chain,
+            password=password,
+            kdf_rounds=self._kdf_rounds,
+        )
+        return IssuedKeyPair(record, pkcs12, pkcs12_file_name(user_id, record.issued_at))
+
+    async def by_serial(self, serial: str) -> CertificateRecord:
+        record = await self._store.by_serial(parse_serial(serial))
+        if record is None:
+            raise NotFound(f"no certificate with serial number {serial}",
+                           reason="CERTIFICATE_NOT_FOUND")
+        return record
+
+    async def by_fingerprint(self, fingerprint: str) -> CertificateRecord:
+        record = await self._store.by_fingerprint(parse_fingerprint(fingerprint))
+        if record is None:
+            raise NotFound(f"no certificate with SHA-256 fingerprint {fingerprint}",
+                           reason="CERTIFICATE_NOT_FOUND")
+        return record
+
+    async def for_user(self, user_id: str) -> Sequence[CertificateRecord]:
+        problem = user_id_problem(user_id)
+        if problem is not None:
+            raise InvalidArgument(problem, reason="INVALID_USER_ID", metadata={"field": "user_id"})
+        return await self._store.for_user(user_id)
