@@ -1,0 +1,107 @@
+"""Helpers for tests that run the real programs: ca-service processes, openssl, pkilint."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ca_service.adapters.keystore import CaFiles, ClientCredential
+
+BIN = Path(sys.executable).parent
+PASSPHRASE = "test-passphrase-Kq9#x"
+_LISTENING = re.compile(r"listening on (\S+):(\d+)")
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    return str(path) if path.exists() else name
+
+
+def ca_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CA_")}
+    env.update({"CA_DATA_DIR": str(data_dir), "CA_KEY_PASSPHRASE": PASSPHRASE,
+                "CA_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], env: Mapping[str, str] | None = None, *, check: bool = True,
+        input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, env=env, input=input.decode() if input else None,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def init_ca(data_dir: Path, **extra: str) -> CaFiles:
+    run([tool("ca-service"), "init"], ca_env(data_dir, **extra))
+    return CaFiles(data_dir)
+
+
+@dataclass
+class CaProcess:
+    """A ``ca-service serve`` subprocess on a free port."""
+
+    data_dir: Path
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    address: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def start(self, timeout: float = 30) -> CaProcess:
+        env = dict(self.env)
+        env.setdefault("CA_GRPC_ADDRESS", "127.0.0.1:0")
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([tool("ca-service"), "serve"], env=env,
+                                        stdout=subprocess.PIPE, stderr=log)
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline().decode()
+            if not line:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"ca-service exited: {self.log_path.read_text()}")
+                continue
+            match = _LISTENING.search(line)
+            if match:
+                self.address = f"{match.group(1)}:{match.group(2)}"
+                return self
+        raise AssertionError("ca-service did not start in time")
+
+    def operator(self) -> ClientCredential:
+        return CaFiles(self.data_dir).client_credential("operator")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def openssl_verify(root_pem: Path, issuing_pem: Path, leaf_pem: Path) -> None:
+    result = run(["openssl", "verify", "-x509_strict", "-purpose", "sslclient",
+                  "-CAfile", str(root_pem), "-untrusted", str(issuing_pem), str(leaf_pem)])
+    assert result.stdout.strip().endswith(": OK"), result.stdout
+
+
+def pkilint_certificate(path: Path) -> None:
+    """pkilint's RFC 5280 certificate linter must report nothing at WARNING or above."""
+    result = run([tool("lint_pkix_cert"), "lint", "-s", "WARNING", str(path)], check=False)
+    assert result.returncode == 0 and not result.stdout.strip(), (
+        f"pkilint findings for {path}:\n{result.stdout}\n{result.stderr}")
