@@ -155,7 +155,10 @@ class CaFiles:
         return self._issue_client(services, services_key, profile, name, role, now)
 
     def _key(self, name: str, passphrase: bytes) -> CaPrivateKey:
-        path = self.path(name, "key.pem")
+        return self._decrypt(self.path(name, "key.pem"), passphrase)
+
+    @staticmethod
+    def _decrypt(path: Path, passphrase: bytes) -> CaPrivateKey:
         try:
             return decrypt_private_key(path.read_bytes(), passphrase)
         except OSError as exc:
@@ -176,7 +179,7 @@ class CaFiles:
             raise ConfigurationError(
                 f"no CA in {self.data_dir}; create one with `ca-service init --data-dir "
                 f"{self.data_dir}`")
-        server_key = decrypt_private_key(self.path("grpc", "key.pem").read_bytes(), passphrase)
+        server_key = self._decrypt(self.path("grpc", "key.pem"), passphrase)
         return LoadedCa(
             root=self._certificate("root"),
             issuing=self._certificate("issuing"),

@@ -1,0 +1,164 @@
+"""ca-service init and ca-admin, run as the operator would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ca_service.adapters.keystore import CaFiles
+from tests.support import (
+    PASSPHRASE,
+    CaProcess,
+    ca_env,
+    init_ca,
+    openssl_verify,
+    pkilint_certificate,
+    run,
+    tool,
+)
+
+ORG = "テスト株式会社"
+
+
+def _admin(server: CaProcess, *args: str, check: bool = True):  # type: ignore[no-untyped-def]
+    env = ca_env(server.data_dir, CA_GRPC_ADDRESS=server.address)
+    return run([tool("ca-admin"), *args], env, check=check)
+
+
+def _csr_file(path: Path) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name.from_rfc4514_string("CN=x"))
+           .sign(key, hashes.SHA256()))
+    path.write_bytes(csr.public_bytes(Encoding.PEM))
+    return path
+
+
+def test_init_makes_encrypted_keys_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    data_dir = tmp_path / "ca"
+    files = init_ca(data_dir)
+    for name in ("root", "issuing", "services"):
+        key = files.path(name, "key.pem")
+        assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(files.path("credentials", "operator", "key.pem").stat().st_mode) == 0o600
+    before = {p: p.read_bytes() for p in data_dir.rglob("*.pem")}
+
+    again = run([tool("ca-service"), "init"], ca_env(data_dir), check=False)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"ca-service: error: a CA already exists in {data_dir}; refusing to overwrite it")
+    assert {p: p.read_bytes() for p in data_dir.rglob("*.pem")} == before
+
+
+def test_init_needs_a_passphrase_and_reads_it_from_a_file(tmp_path: Path) -> None:
+    env = ca_env(tmp_path / "a")
+    del env["CA_KEY_PASSPHRASE"]
+    result = run([tool("ca-service"), "init"], env, check=False)
+    assert result.returncode == 1
+    assert "CA_KEY_PASSPHRASE_FILE" in result.stderr
+    assert not (tmp_path / "a" / "root").exists()
+
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    env["CA_KEY_PASSPHRASE_FILE"] = str(secret)
+    run([tool("ca-service"), "init"], env)
+    assert CaFiles(tmp_path / "a").load(PASSPHRASE.encode()).root is not None
+
+
+def test_serve_with_wrong_passphrase_fails_with_one_clear_line(tmp_path: Path) -> None:
+    init_ca(tmp_path / "ca")
+    env = ca_env(tmp_path / "ca", CA_KEY_PASSPHRASE="wrong", CA_GRPC_ADDRESS="127.0.0.1:0")
+    result = run([tool("ca-service"), "serve"], env, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"ca-service: error: {tmp_path / 'ca' / 'grpc' / 'key.pem'}: cannot decrypt the CA key: "
+        "wrong passphrase or damaged file")
+    assert PASSPHRASE not in result.stderr + result.stdout
+
+
+def test_rsa_3072_hierarchy_issues_valid_certificates(tmp_path: Path) -> None:
+    data_dir = tmp_path / "ca"
+    files = init_ca(data_dir, CA_KEY_ALGORITHM="rsa-3072")
+    issuing = x509.load_pem_x509_certificate(files.path("issuing", "ca.pem").read_bytes())
+    public_key = issuing.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size == 3072
+    pkilint_certificate(files.path("root", "ca.pem"))
+    pkilint_certificate(files.path("issuing", "ca.pem"))
+    server = CaProcess(data_dir, ca_env(data_dir), tmp_path / "log").start()
+    try:
+        out = tmp_path / "leaf.pem"
+        _admin(server, "cert", "sign", "--csr", str(_csr_file(tmp_path / "r.csr")),
+               "--user", "rsa00001", "--org", ORG, "--out", str(out))
+        openssl_verify(files.path("root", "ca.pem"), files.path("issuing", "ca.pem"), out)
+        pkilint_certificate(out)
+    finally:
+        server.stop()
+
+
+def test_admin_commands_human_and_json(ca_server: CaProcess, tmp_path: Path) -> None:
+    csr = _csr_file(tmp_path / "u.csr")
+    out = tmp_path / "u.pem"
+    human = _admin(ca_server, "cert", "sign", "--csr", str(csr), "--user", "cli00001",
+                   "--org", ORG, "--out", str(out)).stdout
+    assert "user:         cli00001" in human and f"organization: {ORG}" in human
+    certificate = x509.load_pem_x509_certificate(out.read_bytes())
+    serial = format(certificate.serial_number, "x")
+
+    shown = json.loads(_admin(ca_server, "--json", "cert", "show", serial).stdout)
+    assert shown["serial_number"] == serial and shown["status"] == "valid"
+    assert shown["user_id"] == "cli00001" and shown["organization"] == ORG
+    by_fingerprint = json.loads(_admin(ca_server, "--json", "cert", "show",
+                                       shown["fingerprint_sha256"]).stdout)
+    assert by_fingerprint["serial_number"] == serial
+
+    password_file = tmp_path / "pw"
+    password_file.write_text("S3cret-pass!\n")
+    issued = json.loads(_admin(ca_server, "--json", "cert", "issue", "--user", "cli00001",
+                               "--org", ORG, "--out-dir", str(tmp_path / "p12"),
+                               "--password-file", str(password_file)).stdout)
+    p12 = Path(issued["pkcs12_file"])
+    assert p12.name.startswith("cli00001") and p12.suffix == ".p12"
+    assert stat.S_IMODE(os.stat(p12).st_mode) == 0o600
+    run(["openssl", "pkcs12", "-in", str(p12), "-passin", f"file:{password_file}", "-noout"])
+
+    listed = json.loads(_admin(ca_server, "--json", "cert", "list", "--user", "cli00001").stdout)
+    assert {c["serial_number"] for c in listed} == {serial, issued["serial_number"]}
+    table = _admin(ca_server, "cert", "list", "--user", "cli00001").stdout
+    assert serial in table and "valid" in table
+
+    chain = _admin(ca_server, "ca", "chain", "--out", str(tmp_path / "chain.pem")).stdout
+    assert chain.count("BEGIN CERTIFICATE") == 2
+    assert len(x509.load_pem_x509_certificates((tmp_path / "chain.pem").read_bytes())) == 2
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["cert", "show", "0bad"], "ca-admin: error: no certificate with serial number 0bad "
+                               "(CERTIFICATE_NOT_FOUND)"),
+    (["cert", "list", "--user", "bad"], "ca-admin: error: user ID must be 6-12 characters long "
+                                        "(INVALID_USER_ID)"),
+    (["cert", "sign", "--csr", "/nonexistent.csr", "--user", "abc12345", "--org", "x"],
+     "ca-admin: error: cannot read /nonexistent.csr: No such file or directory"),
+])
+def test_admin_errors_are_one_line_and_non_zero(ca_server: CaProcess, args: list[str],
+                                                expected: str) -> None:
+    result = _admin(ca_server, *args, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == expected
+    assert result.stdout == ""
+
+
+def test_admin_reports_an_unreachable_ca(ca_dir: Path) -> None:
+    env = ca_env(ca_dir, CA_GRPC_ADDRESS="127.0.0.1:1")
+    result = run([tool("ca-admin"), "ca", "chain"], env, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("ca-admin: error: cannot reach the CA at 127.0.0.1:1")
+    assert len(result.stderr.strip().splitlines()) == 1
