@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import grpc
 from cryptography import x509
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
 
 from ca_service.adapters.clock import SystemClock
-from ca_service.adapters.grpc.server import SERVICE_NAME, build_server
+from ca_service.adapters.grpc.server import SERVICE_NAME, HealthServicer, build_server
 from ca_service.adapters.grpc.servicer import CertificateAuthorityServicer
 from ca_service.adapters.keystore import CaFiles
 from ca_service.adapters.sql.certificates import SqlCertificateStore
@@ -25,7 +25,7 @@ from ca_service.pki.signer import SoftwareSigner
 from ca_service.ports import Clock
 from ca_service.services.issuance import IssuanceService
 
-__all__ = ["Application", "start", "serve"]
+__all__ = ["Application", "serve", "start"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Application:
     database: Database
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: HealthServicer
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -67,8 +67,9 @@ async def start(settings: Settings, clock: Clock | None = None) -> Application:
             pkcs12_kdf_rounds=settings.pkcs12_kdf_rounds,
         )
         servicer = CertificateAuthorityServicer(issuance, clock)
-        server, port, health_servicer = build_server(servicer, loaded.grpc_server,
-                                                     settings.grpc_address)
+        server, port, health_servicer = build_server(
+            servicer, loaded.grpc_server, settings.grpc_address
+        )
         await server.start()
     except BaseException:
         database.close()

@@ -11,8 +11,14 @@ from grpc_status import rpc_status
 from ca_service.adapters.keystore import ClientCredential
 from ca_service.api import pb_grpc
 
-__all__ = ["ApiError", "channel_credentials", "secure_channel", "aio_secure_channel",
-           "stub", "api_error"]
+__all__ = [
+    "ApiError",
+    "aio_secure_channel",
+    "api_error",
+    "channel_credentials",
+    "secure_channel",
+    "stub",
+]
 
 
 def channel_credentials(credential: ClientCredential) -> grpc.ChannelCredentials:
@@ -27,15 +33,16 @@ def _options(server_name: str | None) -> list[tuple[str, str]]:
     return [("grpc.ssl_target_name_override", server_name)] if server_name else []
 
 
-def secure_channel(address: str, credential: ClientCredential,
-                   server_name: str | None = None) -> grpc.Channel:
+def secure_channel(
+    address: str, credential: ClientCredential, server_name: str | None = None
+) -> grpc.Channel:
     return grpc.secure_channel(address, channel_credentials(credential), _options(server_name))
 
 
-def aio_secure_channel(address: str, credential: ClientCredential,
-                       server_name: str | None = None) -> grpc.aio.Channel:
-    return grpc.aio.secure_channel(address, channel_credentials(credential),
-                                   _options(server_name))
+def aio_secure_channel(
+    address: str, credential: ClientCredential, server_name: str | None = None
+) -> grpc.aio.Channel:
+    return grpc.aio.secure_channel(address, channel_credentials(credential), _options(server_name))
 
 
 def stub(channel: grpc.Channel | grpc.aio.Channel) -> pb_grpc.CertificateAuthorityStub:
@@ -52,8 +59,8 @@ class ApiError:
 
 def api_error(error: grpc.RpcError) -> ApiError:
     """The status, message and google.rpc.ErrorInfo reason of a failed call."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    message: str = error.details() or ""  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or ""
     reason, metadata = "", {}
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     if status is not None:

@@ -21,7 +21,7 @@ from ca_service.domain.profiles import CaProfile, ClientCertificateProfile
 from ca_service.errors import ConfigurationError
 from ca_service.pki.keys import KeyAlgorithm
 
-__all__ = ["Secret", "Settings", "SETTINGS", "load_settings", "configuration_reference"]
+__all__ = ["SETTINGS", "Secret", "Settings", "configuration_reference", "load_settings"]
 
 
 class Secret:
@@ -75,38 +75,81 @@ def _non_negative_int(value: str) -> int:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("data_dir", "./ca-data", "Directory holding the CA keys, certificates, gRPC "
-            "credentials and (by default) the SQLite database."),
-    Setting("database_url", None, "SQL database: `sqlite:///relative/path.db`, "
-            "`sqlite:////absolute/path.db` or `postgresql://user@host:port/db`. "
-            "Default: SQLite file `ca.db` in the data directory."),
-    Setting("database_readers", "4", "Reader threads (and connections) per process.",
-            _positive_int),
-    Setting("grpc_address", "127.0.0.1:50051", "host:port the gRPC API listens on "
-            "(ca-service) or connects to (ca-admin)."),
-    Setting("key_passphrase", None, "Passphrase that encrypts the CA private keys "
-            "(PKCS#8). Required by `init` and `serve`; or give `CA_KEY_PASSPHRASE_FILE`.",
-            secret=True),
-    Setting("key_algorithm", "ec-p256", "Algorithm of the CA keys made by `init`: "
-            "`ec-p256`, `ec-p384` or `rsa-3072`.", KeyAlgorithm),
-    Setting("organization", "Example Labour Bank", "Organisation (O) in the CA names "
-            "made by `init`."),
+    Setting(
+        "data_dir",
+        "./ca-data",
+        "Directory holding the CA keys, certificates, gRPC "
+        "credentials and (by default) the SQLite database.",
+    ),
+    Setting(
+        "database_url",
+        None,
+        "SQL database: `sqlite:///relative/path.db`, "
+        "`sqlite:////absolute/path.db` or `postgresql://user@host:port/db`. "
+        "Default: SQLite file `ca.db` in the data directory.",
+    ),
+    Setting(
+        "database_readers", "4", "Reader threads (and connections) per process.", _positive_int
+    ),
+    Setting(
+        "grpc_address",
+        "127.0.0.1:50051",
+        "host:port the gRPC API listens on (ca-service) or connects to (ca-admin).",
+    ),
+    Setting(
+        "key_passphrase",
+        None,
+        "Passphrase that encrypts the CA private keys "
+        "(PKCS#8). Required by `init` and `serve`; or give `CA_KEY_PASSPHRASE_FILE`.",
+        secret=True,
+    ),
+    Setting(
+        "key_algorithm",
+        "ec-p256",
+        "Algorithm of the CA keys made by `init`: `ec-p256`, `ec-p384` or `rsa-3072`.",
+        KeyAlgorithm,
+    ),
+    Setting(
+        "organization", "Example Labour Bank", "Organisation (O) in the CA names made by `init`."
+    ),
     Setting("root_name", None, "Common name of the root CA. Default: `<organization> Root CA`."),
-    Setting("issuing_name", None, "Common name of the issuing CA. "
-            "Default: `<organization> Issuing CA`."),
-    Setting("public_base_url", "http://127.0.0.1:8080", "Base of the CRL, OCSP and "
-            "CA-certificate URLs written into every certificate (plain http, RFC 5280)."),
-    Setting("crl_url", None, "CRL distribution point. Default: "
-            "`<public_base_url>/crl/issuing.crl`."),
+    Setting(
+        "issuing_name", None, "Common name of the issuing CA. Default: `<organization> Issuing CA`."
+    ),
+    Setting(
+        "public_base_url",
+        "http://127.0.0.1:8080",
+        "Base of the CRL, OCSP and "
+        "CA-certificate URLs written into every certificate (plain http, RFC 5280).",
+    ),
+    Setting(
+        "crl_url", None, "CRL distribution point. Default: `<public_base_url>/crl/issuing.crl`."
+    ),
     Setting("ocsp_url", None, "OCSP responder URL (AIA). Default: `<public_base_url>/ocsp`."),
-    Setting("ca_issuers_url", None, "Issuing CA certificate URL (AIA caIssuers). Default: "
-            "`<public_base_url>/ca/issuing.der`."),
-    Setting("user_uri_prefix", "https://ca.example.jp/users/", "Prefix of the URI SAN that "
-            "names the user in every client certificate; the user ID is appended."),
-    Setting("not_before_skew_seconds", "300", "notBefore is the issue time less this many "
-            "seconds (never before 00:00 Japan time of the issue day).", _non_negative_int),
-    Setting("pkcs12_kdf_rounds", "100000", "PBKDF2-SHA256 iterations protecting PKCS#12 "
-            "files.", _positive_int),
+    Setting(
+        "ca_issuers_url",
+        None,
+        "Issuing CA certificate URL (AIA caIssuers). Default: `<public_base_url>/ca/issuing.der`.",
+    ),
+    Setting(
+        "user_uri_prefix",
+        "https://ca.example.jp/users/",
+        "Prefix of the URI SAN that "
+        "names the user in every client certificate; the user ID is appended.",
+    ),
+    Setting(
+        "not_before_skew_seconds",
+        "300",
+        "notBefore is the issue time less this many "
+        "seconds (never before 00:00 Japan time of the issue day).",
+        _non_negative_int,
+    ),
+    Setting(
+        "pkcs12_kdf_rounds",
+        "100000",
+        "PBKDF2-SHA256 iterations protecting PKCS#12 files.",
+        _positive_int,
+    ),
     Setting("log_level", "INFO", "Python logging level."),
 )
 
@@ -230,8 +273,10 @@ def load_settings(
 
 def configuration_reference() -> str:
     """The Markdown table of every setting, for the README."""
-    lines = ["| setting (TOML key) | environment variable | default | meaning |",
-             "|---|---|---|---|"]
+    lines = [
+        "| setting (TOML key) | environment variable | default | meaning |",
+        "|---|---|---|---|",
+    ]
     for setting in SETTINGS:
         env = f"`{setting.env}`" + (f" or `{setting.env}_FILE`" if setting.secret else "")
         default = f"`{setting.default}`" if setting.default is not None else "(see meaning)"

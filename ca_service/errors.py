@@ -11,17 +11,17 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 __all__ = [
+    "AlreadyExists",
     "CAError",
+    "ConfigurationError",
+    "FailedPrecondition",
     "InvalidArgument",
     "InvalidCsr",
     "NotFound",
     "PermissionDenied",
-    "Unauthenticated",
-    "AlreadyExists",
-    "FailedPrecondition",
-    "Unavailable",
-    "ConfigurationError",
     "StoreError",
+    "Unauthenticated",
+    "Unavailable",
 ]
 
 ERROR_DOMAIN = "ca.v1"

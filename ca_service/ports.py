@@ -8,7 +8,7 @@ from typing import Protocol
 
 from ca_service.domain.records import CertificateRecord
 
-__all__ = ["Clock", "CertificateStore"]
+__all__ = ["CertificateStore", "Clock"]
 
 
 class Clock(Protocol):

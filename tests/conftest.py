@@ -9,8 +9,7 @@ import pytest
 
 from tests.support import CaProcess, ca_env, init_ca
 
-POSTGRES_URL = os.environ.get("CA_TEST_POSTGRES_URL",
-                              "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get("CA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _postgres_problem() -> str | None:

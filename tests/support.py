@@ -26,18 +26,38 @@ def tool(name: str) -> str:
 
 def ca_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CA_")}
-    env.update({"CA_DATA_DIR": str(data_dir), "CA_KEY_PASSPHRASE": PASSPHRASE,
-                "CA_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "CA_DATA_DIR": str(data_dir),
+            "CA_KEY_PASSPHRASE": PASSPHRASE,
+            "CA_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 
 
-def run(args: list[str], env: Mapping[str, str] | None = None, *, check: bool = True,
-        input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, env=env, input=input.decode() if input else None,
-                            capture_output=True, text=True, timeout=timeout)
+def run(
+    args: list[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    check: bool = True,
+    input: bytes | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        args,
+        env=env,
+        input=input.decode() if input else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -61,8 +81,9 @@ class CaProcess:
         env = dict(self.env)
         env.setdefault("CA_GRPC_ADDRESS", "127.0.0.1:0")
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen([tool("ca-service"), "serve"], env=env,
-                                        stdout=subprocess.PIPE, stderr=log)
+        self.process = subprocess.Popen(
+            [tool("ca-service"), "serve"], env=env, stdout=subprocess.PIPE, stderr=log
+        )
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -95,8 +116,20 @@ class CaProcess:
 
 
 def openssl_verify(root_pem: Path, issuing_pem: Path, leaf_pem: Path) -> None:
-    result = run(["openssl", "verify", "-x509_strict", "-purpose", "sslclient",
-                  "-CAfile", str(root_pem), "-untrusted", str(issuing_pem), str(leaf_pem)])
+    result = run(
+        [
+            "openssl",
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            str(root_pem),
+            "-untrusted",
+            str(issuing_pem),
+            str(leaf_pem),
+        ]
+    )
     assert result.stdout.strip().endswith(": OK"), result.stdout
 
 
@@ -104,4 +137,5 @@ def pkilint_certificate(path: Path) -> None:
     """pkilint's RFC 5280 certificate linter must report nothing at WARNING or above."""
     result = run([tool("lint_pkix_cert"), "lint", "-s", "WARNING", str(path)], check=False)
     assert result.returncode == 0 and not result.stdout.strip(), (
-        f"pkilint findings for {path}:\n{result.stdout}\n{result.stderr}")
+        f"pkilint findings for {path}:\n{result.stdout}\n{result.stderr}"
+    )

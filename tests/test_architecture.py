@@ -9,9 +9,22 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ca_service"
 PURE = sorted((PACKAGE / "domain").rglob("*.py")) + sorted((PACKAGE / "pki").rglob("*.py"))
-FORBIDDEN_MODULES = {"grpc", "redis", "sqlite3", "psycopg", "aiosmtplib", "asyncio", "socket",
-                     "subprocess", "os", "time", "ca_service.adapters", "ca_service.services",
-                     "ca_service.app", "ca_service.config"}
+FORBIDDEN_MODULES = {
+    "grpc",
+    "redis",
+    "sqlite3",
+    "psycopg",
+    "aiosmtplib",
+    "asyncio",
+    "socket",
+    "subprocess",
+    "os",
+    "time",
+    "ca_service.adapters",
+    "ca_service.services",
+    "ca_service.app",
+    "ca_service.config",
+}
 CLOCK_READS = {"now", "utcnow", "today", "time", "monotonic"}
 
 
@@ -26,7 +39,8 @@ def test_pure_module_has_no_io_and_no_clock(path: Path) -> None:
             names = [node.module]
         for name in names:
             assert not any(name == m or name.startswith(m + ".") for m in FORBIDDEN_MODULES), (
-                f"{path.name} imports {name}")
+                f"{path.name} imports {name}"
+            )
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             assert node.func.attr not in CLOCK_READS, f"{path.name}:{node.lineno} reads the clock"
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):

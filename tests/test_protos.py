@@ -18,8 +18,10 @@ def test_generated_stubs_are_current(tmp_path: Path) -> None:
             stale.append(str(relative))
     extra = {
         str(p.relative_to(committed_root))
-        for p in (committed_root / "ca").rglob("*") if p.suffix in {".py", ".pyi"}
+        for p in (committed_root / "ca").rglob("*")
+        if p.suffix in {".py", ".pyi"}
     } - {str(p.relative_to(tmp_path)) for p in fresh}
     assert not stale and not extra, (
         f"stale generated stubs {stale}, unexpected files {sorted(extra)}: "
-        "run `python -m ca_service.protogen` and commit the result")
+        "run `python -m ca_service.protogen` and commit the result"
+    )

@@ -34,7 +34,7 @@ from ca_service.pki.keys import (
 )
 from ca_service.pki.signer import SoftwareSigner
 
-__all__ = ["CaFiles", "LoadedCa", "ClientCredential"]
+__all__ = ["CaFiles", "ClientCredential", "LoadedCa"]
 
 _SERVER_DNS_NAMES = ("localhost",)
 _SERVER_IPS = ("127.0.0.1", "::1")
@@ -81,12 +81,15 @@ class CaFiles:
     def exists(self) -> bool:
         return any(self.path(name, "ca.pem").exists() for name in ("root", "issuing", "services"))
 
-    def initialise(self, profile: CaProfile, algorithm: KeyAlgorithm, passphrase: bytes,
-                   now: datetime) -> None:
+    def initialise(
+        self, profile: CaProfile, algorithm: KeyAlgorithm, passphrase: bytes, now: datetime
+    ) -> None:
         """Creates the CA hierarchy and the operator credential; refuses to overwrite."""
         if self.exists():
-            raise AlreadyExists(f"a CA already exists in {self.data_dir}; refusing to overwrite it",
-                                reason="CA_EXISTS")
+            raise AlreadyExists(
+                f"a CA already exists in {self.data_dir}; refusing to overwrite it",
+                reason="CA_EXISTS",
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Build everything in a sibling directory first, so that a failure half-way leaves
         # no partial CA behind, then move the pieces in.
@@ -97,50 +100,80 @@ class CaFiles:
             for entry in sorted(staging.iterdir()):
                 target = self.path(entry.name)
                 if target.exists():
-                    raise AlreadyExists(f"{target} already exists; refusing to overwrite it",
-                                        reason="CA_EXISTS")
+                    raise AlreadyExists(
+                        f"{target} already exists; refusing to overwrite it", reason="CA_EXISTS"
+                    )
                 entry.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _create(self, profile: CaProfile, algorithm: KeyAlgorithm, passphrase: bytes,
-                now: datetime) -> None:
+    def _create(
+        self, profile: CaProfile, algorithm: KeyAlgorithm, passphrase: bytes, now: datetime
+    ) -> None:
         root_key = generate_key(algorithm)
-        root = hierarchy.create_root(root_key, profile, profile.root_common_name, now,
-                                     profile.root_lifetime)
+        root = hierarchy.create_root(
+            root_key, profile, profile.root_common_name, now, profile.root_lifetime
+        )
         issuing_key = generate_key(algorithm)
-        issuing = hierarchy.create_subordinate(root, SoftwareSigner(root_key), issuing_key,
-                                               profile, profile.issuing_common_name, now,
-                                               profile.issuing_lifetime)
+        issuing = hierarchy.create_subordinate(
+            root,
+            SoftwareSigner(root_key),
+            issuing_key,
+            profile,
+            profile.issuing_common_name,
+            now,
+            profile.issuing_lifetime,
+        )
         services_key = generate_key(KeyAlgorithm.EC_P256)
-        services = hierarchy.create_root(services_key, profile, profile.services_common_name,
-                                         now, profile.services_lifetime)
-        for name, issued, key in (("root", root, root_key), ("issuing", issuing, issuing_key),
-                                  ("services", services, services_key)):
+        services = hierarchy.create_root(
+            services_key, profile, profile.services_common_name, now, profile.services_lifetime
+        )
+        for name, issued, key in (
+            ("root", root, root_key),
+            ("issuing", issuing, issuing_key),
+            ("services", services, services_key),
+        ):
             _write(self.path(name, "ca.pem"), _pem(issued.certificate_der))
             _write(self.path(name, "key.pem"), encrypt_private_key(key, passphrase), 0o600)
 
         server_key = generate_key(KeyAlgorithm.EC_P256)
         server_der = hierarchy.create_service_credential(
-            services, SoftwareSigner(services_key), server_key, profile, name="ca-service",
-            role=None, dns_names=_SERVER_DNS_NAMES, ip_addresses=_SERVER_IPS, now=now)
+            services,
+            SoftwareSigner(services_key),
+            server_key,
+            profile,
+            name="ca-service",
+            role=None,
+            dns_names=_SERVER_DNS_NAMES,
+            ip_addresses=_SERVER_IPS,
+            now=now,
+        )
         _write(self.path("grpc", "server.pem"), _pem(server_der))
         _write(self.path("grpc", "key.pem"), encrypt_private_key(server_key, passphrase), 0o600)
         self._issue_client(services, services_key, profile, "operator", Role.OPERATOR, now)
 
-    def _issue_client(self, services: hierarchy.IssuedCa, services_key: CaPrivateKey,
-                      profile: CaProfile, name: str, role: Role, now: datetime) -> Path:
+    def _issue_client(
+        self,
+        services: hierarchy.IssuedCa,
+        services_key: CaPrivateKey,
+        profile: CaProfile,
+        name: str,
+        role: Role,
+        now: datetime,
+    ) -> Path:
         key = generate_key(KeyAlgorithm.EC_P256)
         der = hierarchy.create_service_credential(
-            services, SoftwareSigner(services_key), key, profile, name=name, role=role, now=now)
+            services, SoftwareSigner(services_key), key, profile, name=name, role=role, now=now
+        )
         directory = self.path("credentials", name)
         _write(directory / "cert.pem", _pem(der))
         _write(directory / "key.pem", unencrypted_pem(key), 0o600)
         _write(directory / "ca.pem", self.path("services", "ca.pem").read_bytes())
         return directory
 
-    def issue_client_credential(self, profile: CaProfile, passphrase: bytes, name: str,
-                                role: Role, now: datetime) -> Path:
+    def issue_client_credential(
+        self, profile: CaProfile, passphrase: bytes, name: str, role: Role, now: datetime
+    ) -> Path:
         """A new gRPC client credential (e.g. for a gateway) in ``credentials/<name>``."""
         if self.path("credentials", name).exists():
             raise AlreadyExists(f"credential {name!r} already exists", reason="CREDENTIAL_EXISTS")
@@ -150,7 +183,9 @@ class CaFiles:
         services = hierarchy.IssuedCa(
             services_cert.public_bytes(Encoding.DER),
             services_cert.subject.public_bytes(),
-            services_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest,
+            services_cert.extensions.get_extension_for_class(
+                x509.SubjectKeyIdentifier
+            ).value.digest,
         )
         return self._issue_client(services, services_key, profile, name, role, now)
 
@@ -172,13 +207,15 @@ class CaFiles:
             return x509.load_pem_x509_certificate(path.read_bytes())
         except OSError as exc:
             raise ConfigurationError(
-                f"cannot read {path}: {exc.strerror}; run `ca-service init` first") from None
+                f"cannot read {path}: {exc.strerror}; run `ca-service init` first"
+            ) from None
 
     def load(self, passphrase: bytes) -> LoadedCa:
         if not self.exists():
             raise ConfigurationError(
                 f"no CA in {self.data_dir}; create one with `ca-service init --data-dir "
-                f"{self.data_dir}`")
+                f"{self.data_dir}`"
+            )
         server_key = self._decrypt(self.path("grpc", "key.pem"), passphrase)
         return LoadedCa(
             root=self._certificate("root"),
@@ -192,8 +229,9 @@ class CaFiles:
             ),
         )
 
-    def client_credential(self, name: str = "operator",
-                          directory: Path | None = None) -> ClientCredential:
+    def client_credential(
+        self, name: str = "operator", directory: Path | None = None
+    ) -> ClientCredential:
         base = directory or self.path("credentials", name)
         try:
             return ClientCredential(
@@ -203,4 +241,5 @@ class CaFiles:
             )
         except OSError as exc:
             raise ConfigurationError(
-                f"cannot read the gRPC client credential in {base}: {exc.strerror}") from None
+                f"cannot read the gRPC client credential in {base}: {exc.strerror}"
+            ) from None

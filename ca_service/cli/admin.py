@@ -7,7 +7,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +41,22 @@ class UsageError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description="Operate the private CA.")
     parser.add_argument("--address", help="CA gRPC address host:port (CA_GRPC_ADDRESS)")
-    parser.add_argument("--data-dir", help="CA data directory holding credentials/operator "
-                        "(CA_DATA_DIR)")
-    parser.add_argument("--credentials", type=Path, help="directory with cert.pem, key.pem "
-                        "and ca.pem (default: DATA_DIR/credentials/operator; CA_ADMIN_CREDENTIALS)")
+    parser.add_argument(
+        "--data-dir", help="CA data directory holding credentials/operator (CA_DATA_DIR)"
+    )
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        help="directory with cert.pem, key.pem "
+        "and ca.pem (default: DATA_DIR/credentials/operator; CA_ADMIN_CREDENTIALS)",
+    )
     parser.add_argument("--server-name", help="name to check in the server certificate")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     groups = parser.add_subparsers(dest="group", required=True)
 
-    cert = groups.add_parser("cert", help="certificates").add_subparsers(dest="action",
-                                                                         required=True)
+    cert = groups.add_parser("cert", help="certificates").add_subparsers(
+        dest="action", required=True
+    )
     sign = cert.add_parser("sign", help="sign a CSR for a user")
     sign.add_argument("--csr", type=Path, required=True)
     sign.add_argument("--user", required=True)
@@ -60,15 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     issue.add_argument("--user", required=True)
     issue.add_argument("--org", required=True)
     issue.add_argument("--out-dir", type=Path, required=True)
-    issue.add_argument("--password-file", type=Path,
-                       help="file whose first line is the PKCS#12 password (else a prompt)")
+    issue.add_argument(
+        "--password-file",
+        type=Path,
+        help="file whose first line is the PKCS#12 password (else a prompt)",
+    )
     show = cert.add_parser("show", help="show one certificate")
     show.add_argument("key", metavar="SERIAL|FINGERPRINT")
     listing = cert.add_parser("list", help="list a user's certificates")
     listing.add_argument("--user", required=True)
 
-    ca = groups.add_parser("ca", help="the CA itself").add_subparsers(dest="action",
-                                                                      required=True)
+    ca = groups.add_parser("ca", help="the CA itself").add_subparsers(dest="action", required=True)
     chain = ca.add_parser("chain", help="print the issuing and root CA certificates")
     chain.add_argument("--out", type=Path, help="write the PEM chain here")
     return parser
@@ -96,7 +104,8 @@ def _certificate_dict(message: pb.Certificate) -> dict[str, Any]:
     data.pop("der", None)
     data["status"] = _STATUS_NAMES.get(message.status, "unknown")
     data["key_source"] = {pb.KEY_SOURCE_CSR: "csr", pb.KEY_SOURCE_SERVER: "server"}.get(
-        message.key_source, "unknown")
+        message.key_source, "unknown"
+    )
     data["pem"] = x509.load_der_x509_certificate(message.der).public_bytes(Encoding.PEM).decode()
     return data
 
@@ -105,17 +114,19 @@ def _human(message: pb.Certificate) -> str:
     def stamp(ts: Any) -> str:
         return str(ts.ToDatetime().isoformat()) + "Z"
 
-    return "\n".join([
-        f"serial:       {message.serial_number}",
-        f"fingerprint:  {message.fingerprint_sha256}",
-        f"user:         {message.user_id}",
-        f"organization: {message.organization}",
-        f"subject:      {message.subject}",
-        f"status:       {_STATUS_NAMES.get(message.status, 'unknown')}",
-        f"not before:   {stamp(message.not_before)}",
-        f"not after:    {stamp(message.not_after)}",
-        f"issued at:    {stamp(message.issued_at)}",
-    ])
+    return "\n".join(
+        [
+            f"serial:       {message.serial_number}",
+            f"fingerprint:  {message.fingerprint_sha256}",
+            f"user:         {message.user_id}",
+            f"organization: {message.organization}",
+            f"subject:      {message.subject}",
+            f"status:       {_STATUS_NAMES.get(message.status, 'unknown')}",
+            f"not before:   {stamp(message.not_before)}",
+            f"not after:    {stamp(message.not_after)}",
+            f"issued at:    {stamp(message.issued_at)}",
+        ]
+    )
 
 
 def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
@@ -128,19 +139,24 @@ def _run(args: argparse.Namespace, call: Any) -> None:
             csr = args.csr.read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {args.csr}: {exc.strerror}") from None
-        response = call.SignCsr(pb.SignCsrRequest(csr=csr, user_id=args.user,
-                                                  organization=args.org))
+        response = call.SignCsr(
+            pb.SignCsrRequest(csr=csr, user_id=args.user, organization=args.org)
+        )
         pem = x509.load_der_x509_certificate(response.certificate.der).public_bytes(Encoding.PEM)
         if args.out:
             args.out.write_bytes(pem)
         data = _certificate_dict(response.certificate)
-        human = _human(response.certificate) + (f"\nwritten to:   {args.out}" if args.out
-                                                else "\n" + pem.decode().rstrip())
+        human = _human(response.certificate) + (
+            f"\nwritten to:   {args.out}" if args.out else "\n" + pem.decode().rstrip()
+        )
         _emit(args, data | ({"written_to": str(args.out)} if args.out else {}), human)
     elif args.group == "cert" and args.action == "issue":
         password = _password(args.password_file)
-        response = call.IssueCertificate(pb.IssueCertificateRequest(
-            user_id=args.user, organization=args.org, pkcs12_password=password))
+        response = call.IssueCertificate(
+            pb.IssueCertificateRequest(
+                user_id=args.user, organization=args.org, pkcs12_password=password
+            )
+        )
         args.out_dir.mkdir(parents=True, exist_ok=True)
         target = args.out_dir / response.file_name
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -150,8 +166,11 @@ def _run(args: argparse.Namespace, call: Any) -> None:
         _emit(args, data, _human(response.certificate) + f"\npkcs12 file:  {target}")
     elif args.group == "cert" and args.action == "show":
         key = args.key.strip().replace(":", "")
-        request = (pb.GetCertificateRequest(fingerprint_sha256=key) if len(key) == 64
-                   else pb.GetCertificateRequest(serial_number=key))
+        request = (
+            pb.GetCertificateRequest(fingerprint_sha256=key)
+            if len(key) == 64
+            else pb.GetCertificateRequest(serial_number=key)
+        )
         message = call.GetCertificate(request)
         _emit(args, _certificate_dict(message), _human(message))
     elif args.group == "cert" and args.action == "list":
@@ -161,9 +180,17 @@ def _run(args: argparse.Namespace, call: Any) -> None:
             f"{c.not_after.ToDatetime():%Y-%m-%d %H:%M:%S}Z  {c.fingerprint_sha256[:16]}…"
             for c in certificates.certificates
         ]
-        human = "\n".join(["serial                            status         not after (UTC)"
-                           "       fingerprint", *rows]) if rows else \
-            f"no certificates for {args.user}"
+        human = (
+            "\n".join(
+                [
+                    "serial                            status         not after (UTC)"
+                    "       fingerprint",
+                    *rows,
+                ]
+            )
+            if rows
+            else f"no certificates for {args.user}"
+        )
         _emit(args, [_certificate_dict(c) for c in certificates.certificates], human)
     elif args.group == "ca" and args.action == "chain":
         response = call.GetCaChain(pb.GetCaChainRequest())
@@ -178,8 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {"data_dir": args.data_dir, "grpc_address": args.address}
         settings = load_settings(overrides={k: v for k, v in overrides.items() if v})
         credentials_dir = args.credentials or (
-            Path(os.environ["CA_ADMIN_CREDENTIALS"]) if os.environ.get("CA_ADMIN_CREDENTIALS")
-            else None)
+            Path(os.environ["CA_ADMIN_CREDENTIALS"])
+            if os.environ.get("CA_ADMIN_CREDENTIALS")
+            else None
+        )
         credential = CaFiles(settings.data_dir).client_credential(directory=credentials_dir)
         with secure_channel(settings.grpc_address, credential, args.server_name) as channel:
             _run(args, stub(channel))

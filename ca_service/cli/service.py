@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ca_service.adapters.keystore import CaFiles
 from ca_service.adapters.sql.database import open_database
@@ -31,10 +31,16 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--data-dir", help="CA data directory (CA_DATA_DIR)")
         return sub
 
-    init = with_data_dir(commands.add_parser(
-        "init", help="create the root and issuing CA, the schema and the operator credential"))
-    init.add_argument("--key-algorithm", choices=["ec-p256", "ec-p384", "rsa-3072"],
-                      help="CA key algorithm (CA_KEY_ALGORITHM, default ec-p256)")
+    init = with_data_dir(
+        commands.add_parser(
+            "init", help="create the root and issuing CA, the schema and the operator credential"
+        )
+    )
+    init.add_argument(
+        "--key-algorithm",
+        choices=["ec-p256", "ec-p384", "rsa-3072"],
+        help="CA key algorithm (CA_KEY_ALGORITHM, default ec-p256)",
+    )
     init.add_argument("--organization", help="organisation in the CA names (CA_ORGANIZATION)")
 
     serve = with_data_dir(commands.add_parser("serve", help="run the gRPC API"))
@@ -42,8 +48,11 @@ def _parser() -> argparse.ArgumentParser:
 
     with_data_dir(commands.add_parser("migrate", help="apply schema migrations"))
 
-    credential = with_data_dir(commands.add_parser(
-        "credential", help="issue a gRPC client credential into credentials/NAME"))
+    credential = with_data_dir(
+        commands.add_parser(
+            "credential", help="issue a gRPC client credential into credentials/NAME"
+        )
+    )
     credential.add_argument("--name", required=True)
     credential.add_argument("--role", required=True, choices=[role.value for role in Role])
 
@@ -53,8 +62,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _init(settings: Settings) -> None:
     files = CaFiles(settings.data_dir)
-    files.initialise(settings.ca_profile, settings.key_algorithm, settings.passphrase(),
-                     datetime.now(timezone.utc))
+    files.initialise(
+        settings.ca_profile, settings.key_algorithm, settings.passphrase(), datetime.now(UTC)
+    )
     database = open_database(settings.database_url, readers=1)
     try:
         migrate(database)
@@ -94,8 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"applied migrations: {applied or 'none'}")
         elif args.command == "credential":
             path = CaFiles(settings.data_dir).issue_client_credential(
-                settings.ca_profile, settings.passphrase(), args.name, Role(args.role),
-                datetime.now(timezone.utc))
+                settings.ca_profile,
+                settings.passphrase(),
+                args.name,
+                Role(args.role),
+                datetime.now(UTC),
+            )
             print(f"issued {args.role} credential in {path}")
     except CAError as error:
         fail(PROGRAM, error.message)

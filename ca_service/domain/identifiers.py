@@ -5,11 +5,11 @@ from __future__ import annotations
 import string
 
 __all__ = [
-    "USER_ID_MIN",
-    "USER_ID_MAX",
     "ORGANIZATION_MAX",
-    "user_id_problem",
+    "USER_ID_MAX",
+    "USER_ID_MIN",
     "organization_problem",
+    "user_id_problem",
 ]
 
 USER_ID_MIN = 6

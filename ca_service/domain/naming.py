@@ -6,7 +6,7 @@ from datetime import datetime
 
 from ca_service.domain.validity import JAPAN
 
-__all__ = ["pkcs12_file_name", "rfc4514_value", "client_subject_string"]
+__all__ = ["client_subject_string", "pkcs12_file_name", "rfc4514_value"]
 
 _SPECIAL = frozenset(',+"\\<>;=')
 

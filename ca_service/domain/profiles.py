@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-__all__ = ["Role", "ClientCertificateProfile", "CaProfile"]
+__all__ = ["CaProfile", "ClientCertificateProfile", "Role"]
 
 
 class Role(enum.Enum):

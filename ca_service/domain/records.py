@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["KeySource", "CertificateStatus", "CertificateRecord", "status_at"]
+__all__ = ["CertificateRecord", "CertificateStatus", "KeySource", "status_at"]
 
 
 class KeySource(enum.Enum):

@@ -7,20 +7,20 @@ All calendar arithmetic happens on Japan dates (Asia/Tokyo); instants are timezo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 __all__ = [
     "JAPAN",
-    "VALIDITY_DAYS",
     "RENEWAL_WINDOW_DAYS",
+    "VALIDITY_DAYS",
     "Validity",
-    "japan_date",
-    "validity_for",
-    "renewal_opens_at",
-    "renewal_notice_day",
     "expiry_notice_day",
+    "japan_date",
     "last_valid_day",
+    "renewal_notice_day",
+    "renewal_opens_at",
+    "validity_for",
 ]
 
 JAPAN = ZoneInfo("Asia/Tokyo")
@@ -75,9 +75,9 @@ def validity_for(issued_at: datetime, skew: timedelta = timedelta(minutes=5)) ->
         raise ValueError("skew must not be negative")
     issue_day = japan_date(issued_at)
     last_day = issue_day + timedelta(days=VALIDITY_DAYS - 1)
-    not_after = datetime.combine(last_day, _END_OF_DAY, tzinfo=JAPAN).astimezone(timezone.utc)
-    earliest = _japan_midnight(issue_day).astimezone(timezone.utc)
-    not_before = max(issued_at.astimezone(timezone.utc) - skew, earliest).replace(microsecond=0)
+    not_after = datetime.combine(last_day, _END_OF_DAY, tzinfo=JAPAN).astimezone(UTC)
+    earliest = _japan_midnight(issue_day).astimezone(UTC)
+    not_before = max(issued_at.astimezone(UTC) - skew, earliest).replace(microsecond=0)
     return Validity(not_before=not_before, not_after=not_after, issue_day=issue_day)
 
 
@@ -89,7 +89,7 @@ def last_valid_day(not_after: datetime) -> date:
 def renewal_opens_at(not_after: datetime) -> datetime:
     """00:00 Japan time, 30 days before the last valid day (SPEC C2), in UTC."""
     opens = last_valid_day(not_after) - timedelta(days=RENEWAL_WINDOW_DAYS)
-    return _japan_midnight(opens).astimezone(timezone.utc)
+    return _japan_midnight(opens).astimezone(UTC)
 
 
 def renewal_notice_day(not_after: datetime) -> date:

@@ -23,13 +23,13 @@ from ca_service.pki.signer import Signer
 
 __all__ = [
     "SERIAL_OCTETS",
-    "new_serial",
-    "key_identifier",
+    "ClientCertificateFactory",
     "build_certificate",
     "extension",
-    "name_der",
     "general_name",
-    "ClientCertificateFactory",
+    "key_identifier",
+    "name_der",
+    "new_serial",
 ]
 
 # RFC 5280 4.1.2.2 allows up to 20 octets; CA/B-style guidance asks for >= 64 random bits.
@@ -73,9 +73,7 @@ def name_der(
 def extension(extn_id: str, value: object, *, critical: bool = False) -> bytes:
     """DER of one Extension, encoded by asn1crypto from its registered name."""
     return bytes(
-        asn1_x509.Extension(
-            {"extn_id": extn_id, "critical": critical, "extn_value": value}
-        ).dump()
+        asn1_x509.Extension({"extn_id": extn_id, "critical": critical, "extn_value": value}).dump()
     )
 
 
@@ -157,20 +155,26 @@ class ClientCertificateFactory:
             ],
         )
         self._leading_extensions = basic_constraints + key_usage + extended_key_usage
-        self._trailing_extensions = authority_key_id + crl_distribution_points + authority_info_access
+        self._trailing_extensions = (
+            authority_key_id + crl_distribution_points + authority_info_access
+        )
 
     @property
     def profile(self) -> ClientCertificateProfile:
         return self._profile
 
-    def build(self, *, serial: int, subject: ClientSubject, spki: bytes, validity: Validity) -> bytes:
+    def build(
+        self, *, serial: int, subject: ClientSubject, spki: bytes, validity: Validity
+    ) -> bytes:
         san = der.sequence(
             _OID_SAN,
             der.octet_string(
                 der.sequence(der.tlv(0x86, self._profile.user_uri(subject.user_id).encode("ascii")))
             ),
         )
-        extensions = self._leading_extensions + _ski_extension(spki) + san + self._trailing_extensions
+        extensions = (
+            self._leading_extensions + _ski_extension(spki) + san + self._trailing_extensions
+        )
         return build_certificate(
             self._signer,
             serial=serial,

@@ -7,7 +7,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-__all__ = ["CsrRejected", "MAX_CSR_BYTES", "accepted_public_key"]
+__all__ = ["MAX_CSR_BYTES", "CsrRejected", "accepted_public_key"]
 
 MAX_CSR_BYTES = 64 * 1024
 _ACCEPTED_CURVES = frozenset({"secp256r1", "secp384r1"})

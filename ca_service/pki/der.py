@@ -6,19 +6,19 @@ CAs) is encoded with asn1crypto instead.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = [
-    "tlv",
-    "sequence",
+    "bit_string",
+    "ia5_string",
     "integer",
     "octet_string",
-    "bit_string",
-    "utf8_string",
-    "ia5_string",
-    "x509_time",
     "read_tlv",
+    "sequence",
     "spki_key_bits",
+    "tlv",
+    "utf8_string",
+    "x509_time",
 ]
 
 _SEQUENCE = 0x30
@@ -78,7 +78,7 @@ def x509_time(instant: datetime) -> bytes:
     """UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 4.1.2.5)."""
     if instant.tzinfo is None:
         raise ValueError("instant must be timezone-aware")
-    utc = instant.astimezone(timezone.utc)
+    utc = instant.astimezone(UTC)
     if utc.microsecond:
         raise ValueError("certificate times carry whole seconds only")
     if 1950 <= utc.year < 2050:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -27,7 +27,7 @@ from ca_service.pki.certificates import (
 from ca_service.pki.keys import CaPrivateKey
 from ca_service.pki.signer import Signer, SoftwareSigner
 
-__all__ = ["IssuedCa", "create_root", "create_subordinate", "create_service_credential"]
+__all__ = ["IssuedCa", "create_root", "create_service_credential", "create_subordinate"]
 
 # Back-dating CA certificates a little keeps relying parties with slow clocks happy.
 _CA_BACKDATE = timedelta(hours=1)
@@ -45,10 +45,12 @@ def _spki(key: CaPrivateKey) -> bytes:
 
 
 def _whole_seconds(instant: datetime) -> datetime:
-    return instant.astimezone(timezone.utc).replace(microsecond=0)
+    return instant.astimezone(UTC).replace(microsecond=0)
 
 
-def _ca_extensions(key_id: bytes, issuer_key_id: bytes | None, path_length: int | None) -> list[bytes]:
+def _ca_extensions(
+    key_id: bytes, issuer_key_id: bytes | None, path_length: int | None
+) -> list[bytes]:
     constraints: dict[str, object] = {"ca": True}
     if path_length is not None:
         constraints["path_len_constraint"] = path_length
@@ -64,8 +66,9 @@ def _ca_extensions(key_id: bytes, issuer_key_id: bytes | None, path_length: int 
     return extensions
 
 
-def create_root(key: CaPrivateKey, profile: CaProfile, common_name: str, now: datetime,
-                lifetime: timedelta) -> IssuedCa:
+def create_root(
+    key: CaPrivateKey, profile: CaProfile, common_name: str, now: datetime, lifetime: timedelta
+) -> IssuedCa:
     subject = name_der(organization=profile.organization, common_name=common_name)
     spki = _spki(key)
     key_id = key_identifier(spki)
@@ -84,9 +87,15 @@ def create_root(key: CaPrivateKey, profile: CaProfile, common_name: str, now: da
     return IssuedCa(certificate, subject, key_id)
 
 
-def create_subordinate(issuer: IssuedCa, issuer_signer: Signer, key: CaPrivateKey,
-                       profile: CaProfile, common_name: str, now: datetime,
-                       lifetime: timedelta) -> IssuedCa:
+def create_subordinate(
+    issuer: IssuedCa,
+    issuer_signer: Signer,
+    key: CaPrivateKey,
+    profile: CaProfile,
+    common_name: str,
+    now: datetime,
+    lifetime: timedelta,
+) -> IssuedCa:
     subject = name_der(organization=profile.organization, common_name=common_name)
     spki = _spki(key)
     key_id = key_identifier(spki)
@@ -133,7 +142,9 @@ def create_service_credential(
         extension("authority_key_identifier", {"key_identifier": issuer.key_id}),
     ]
     general_names = [general_name("dns_name", dns) for dns in dns_names]
-    general_names += [general_name("ip_address", str(ipaddress.ip_address(ip))) for ip in ip_addresses]
+    general_names += [
+        general_name("ip_address", str(ipaddress.ip_address(ip))) for ip in ip_addresses
+    ]
     if general_names:
         extensions.append(extension("subject_alt_name", general_names))
     return build_certificate(

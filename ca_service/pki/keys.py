@@ -8,11 +8,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 __all__ = [
-    "KeyAlgorithm",
     "CaPrivateKey",
-    "generate_key",
-    "encrypt_private_key",
+    "KeyAlgorithm",
     "decrypt_private_key",
+    "encrypt_private_key",
+    "generate_key",
     "unencrypted_pem",
 ]
 

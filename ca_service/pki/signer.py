@@ -59,7 +59,7 @@ class SoftwareSigner:
             )
         else:
             raise TypeError(f"unsupported CA key type {type(private_key).__name__}")
-        self._algorithm_der = algorithm.dump()
+        self._algorithm_der: bytes = algorithm.dump()
         self._public_key_der = private_key.public_key().public_bytes(
             Encoding.DER, PublicFormat.SubjectPublicKeyInfo
         )
@@ -73,6 +73,9 @@ class SoftwareSigner:
         return self._public_key_der
 
     def sign(self, data: bytes) -> bytes:
+        signature: bytes
         if isinstance(self._key, ec.EllipticCurvePrivateKey):
-            return self._key.sign(data, self._ecdsa)
-        return self._key.sign(data, padding.PKCS1v15(), self._hash)
+            signature = self._key.sign(data, self._ecdsa)
+        else:
+            signature = self._key.sign(data, padding.PKCS1v15(), self._hash)
+        return signature

@@ -28,7 +28,7 @@ from ca_service.pki.csr import CsrRejected, accepted_public_key
 from ca_service.pki.pkcs12 import build_pkcs12
 from ca_service.ports import CertificateStore, Clock
 
-__all__ = ["IssuanceService", "IssuedKeyPair", "parse_serial", "parse_fingerprint"]
+__all__ = ["IssuanceService", "IssuedKeyPair", "parse_fingerprint", "parse_serial"]
 
 log = logging.getLogger(__name__)
 
@@ -49,32 +49,40 @@ def _subject(user_id: str, organization: str) -> ClientSubject:
         raise InvalidArgument(problem, reason="INVALID_USER_ID", metadata={"field": "user_id"})
     problem = organization_problem(organization)
     if problem is not None:
-        raise InvalidArgument(problem, reason="INVALID_ORGANIZATION",
-                              metadata={"field": "organization"})
+        raise InvalidArgument(
+            problem, reason="INVALID_ORGANIZATION", metadata={"field": "organization"}
+        )
     return ClientSubject(user_id=user_id, organization=organization)
 
 
 def _hex(value: str, what: str) -> str:
     cleaned = value.strip().replace(":", "").lower()
     if not cleaned or any(ch not in "0123456789abcdef" for ch in cleaned):
-        raise InvalidArgument(f"{what} must be hexadecimal", reason="INVALID_ARGUMENT",
-                              metadata={"field": what.replace(" ", "_")})
+        raise InvalidArgument(
+            f"{what} must be hexadecimal",
+            reason="INVALID_ARGUMENT",
+            metadata={"field": what.replace(" ", "_")},
+        )
     return cleaned
 
 
 def parse_serial(value: str) -> int:
     serial = int(_hex(value, "serial number"), 16)
     if serial <= 0 or serial.bit_length() > 160:
-        raise InvalidArgument("serial number must be positive and at most 20 octets",
-                              metadata={"field": "serial_number"})
+        raise InvalidArgument(
+            "serial number must be positive and at most 20 octets",
+            metadata={"field": "serial_number"},
+        )
     return serial
 
 
 def parse_fingerprint(value: str) -> str:
     fingerprint = _hex(value, "fingerprint sha256")
     if len(fingerprint) != 64:
-        raise InvalidArgument("a SHA-256 fingerprint has 64 hexadecimal digits",
-                              metadata={"field": "fingerprint_sha256"})
+        raise InvalidArgument(
+            "a SHA-256 fingerprint has 64 hexadecimal digits",
+            metadata={"field": "fingerprint_sha256"},
+        )
     return fingerprint
 
 
@@ -99,7 +107,9 @@ class IssuanceService:
         """Issuing CA first, then the root."""
         return self._chain
 
-    async def _issue(self, subject: ClientSubject, spki: bytes, source: KeySource) -> CertificateRecord:
+    async def _issue(
+        self, subject: ClientSubject, spki: bytes, source: KeySource
+    ) -> CertificateRecord:
         for _attempt in range(_SERIAL_ATTEMPTS):
             issued_at = self._clock.now()
             validity = validity_for(issued_at, self._factory.profile.not_before_skew)
@@ -120,11 +130,16 @@ class IssuanceService:
             try:
                 await self._store.record_issued(record)
             except AlreadyExists:
-                log.warning("serial collision on %s; signing again with a new serial",
-                            record.serial_hex)
+                log.warning(
+                    "serial collision on %s; signing again with a new serial", record.serial_hex
+                )
                 continue
-            log.info("issued serial=%s user=%s source=%s", record.serial_hex, subject.user_id,
-                     source.value)
+            log.info(
+                "issued serial=%s user=%s source=%s",
+                record.serial_hex,
+                subject.user_id,
+                source.value,
+            )
             return record
         raise StoreError("could not find a free serial number", reason="SERIAL_CONFLICT")
 
@@ -136,16 +151,22 @@ class IssuanceService:
             raise InvalidCsr(str(exc), metadata={"field": "csr"}) from None
         return await self._issue(subject, spki, KeySource.CSR)
 
-    async def issue_with_server_key(self, *, user_id: str, organization: str,
-                                    password: str) -> IssuedKeyPair:
+    async def issue_with_server_key(
+        self, *, user_id: str, organization: str, password: str
+    ) -> IssuedKeyPair:
         subject = _subject(user_id, organization)
         if not password:
-            raise InvalidArgument("a PKCS#12 password is required", reason="INVALID_PASSWORD",
-                                  metadata={"field": "pkcs12_password"})
+            raise InvalidArgument(
+                "a PKCS#12 password is required",
+                reason="INVALID_PASSWORD",
+                metadata={"field": "pkcs12_password"},
+            )
         if len(password) > _MAX_PASSWORD or not password.isprintable():
             raise InvalidArgument(
                 f"the PKCS#12 password must be printable and at most {_MAX_PASSWORD} characters",
-                reason="INVALID_PASSWORD", metadata={"field": "pkcs12_password"})
+                reason="INVALID_PASSWORD",
+                metadata={"field": "pkcs12_password"},
+            )
         # The key lives only in this call: it goes into the PKCS#12 and is never stored.
         key = ec.generate_private_key(ec.SECP256R1())
         spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
@@ -165,15 +186,18 @@ class IssuanceService:
     async def by_serial(self, serial: str) -> CertificateRecord:
         record = await self._store.by_serial(parse_serial(serial))
         if record is None:
-            raise NotFound(f"no certificate with serial number {serial}",
-                           reason="CERTIFICATE_NOT_FOUND")
+            raise NotFound(
+                f"no certificate with serial number {serial}", reason="CERTIFICATE_NOT_FOUND"
+            )
         return record
 
     async def by_fingerprint(self, fingerprint: str) -> CertificateRecord:
         record = await self._store.by_fingerprint(parse_fingerprint(fingerprint))
         if record is None:
-            raise NotFound(f"no certificate with SHA-256 fingerprint {fingerprint}",
-                           reason="CERTIFICATE_NOT_FOUND")
+            raise NotFound(
+                f"no certificate with SHA-256 fingerprint {fingerprint}",
+                reason="CERTIFICATE_NOT_FOUND",
+            )
         return record
 
     async def for_user(self, user_id: str) -> Sequence[CertificateRecord]:

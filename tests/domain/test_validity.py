@@ -8,7 +8,7 @@ since 1951) rather than the module's own ZoneInfo arithmetic.
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,7 +41,7 @@ COLUMNS = (
     "expiry_notice_day_jst",
 )
 
-UTC = timezone.utc
+UTC = UTC
 JST = timezone(timedelta(hours=9))  # oracle, independent of ZoneInfo("Asia/Tokyo")
 DEFAULT_SKEW = timedelta(minutes=5)
 
@@ -105,9 +105,7 @@ def test_vector(row: dict[str, str] | None) -> None:
     assert renewal_notice_day(validity.not_after) == date.fromisoformat(
         row["renewal_notice_day_jst"]
     )
-    assert expiry_notice_day(validity.not_after) == date.fromisoformat(
-        row["expiry_notice_day_jst"]
-    )
+    assert expiry_notice_day(validity.not_after) == date.fromisoformat(row["expiry_notice_day_jst"])
 
 
 @pytest.mark.parametrize("row", _vector_params())
@@ -215,8 +213,9 @@ def test_naive_instants_are_rejected(function: Any) -> None:
         function(NAIVE)
 
 
-@pytest.mark.parametrize("skew", [timedelta(microseconds=-1), timedelta(seconds=-1),
-                                  timedelta(days=-1)])
+@pytest.mark.parametrize(
+    "skew", [timedelta(microseconds=-1), timedelta(seconds=-1), timedelta(days=-1)]
+)
 def test_negative_skew_is_rejected(skew: timedelta) -> None:
     with pytest.raises(ValueError, match="skew"):
         validity_for(datetime(2026, 11, 21, 10, 0, tzinfo=JST), skew)
@@ -227,14 +226,21 @@ def test_validity_checks_its_fields() -> None:
     with pytest.raises(ValueError, match="later"):
         Validity(not_before=start, not_after=start, issue_day=date(2026, 11, 21))
     with pytest.raises(ValueError, match="later"):
-        Validity(not_before=start, not_after=start - timedelta(seconds=1),
-                 issue_day=date(2026, 11, 21))
+        Validity(
+            not_before=start, not_after=start - timedelta(seconds=1), issue_day=date(2026, 11, 21)
+        )
     with pytest.raises(ValueError, match="timezone-aware"):
-        Validity(not_before=start.replace(tzinfo=None), not_after=start + timedelta(days=1),
-                 issue_day=date(2026, 11, 21))
+        Validity(
+            not_before=start.replace(tzinfo=None),
+            not_after=start + timedelta(days=1),
+            issue_day=date(2026, 11, 21),
+        )
     with pytest.raises(ValueError, match="timezone-aware"):
-        Validity(not_before=start, not_after=(start + timedelta(days=1)).replace(tzinfo=None),
-                 issue_day=date(2026, 11, 21))
+        Validity(
+            not_before=start,
+            not_after=(start + timedelta(days=1)).replace(tzinfo=None),
+            issue_day=date(2026, 11, 21),
+        )
 
 
 # --------------------------------------------------------------------------- properties

@@ -35,9 +35,11 @@ def _admin(server: CaProcess, *args: str, check: bool = True):  # type: ignore[n
 
 def _csr_file(path: Path) -> Path:
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name.from_rfc4514_string("CN=x"))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=x"))
+        .sign(key, hashes.SHA256())
+    )
     path.write_bytes(csr.public_bytes(Encoding.PEM))
     return path
 
@@ -55,7 +57,8 @@ def test_init_makes_encrypted_keys_and_refuses_to_overwrite(tmp_path: Path) -> N
     again = run([tool("ca-service"), "init"], ca_env(data_dir), check=False)
     assert again.returncode == 1
     assert again.stderr.strip().splitlines()[-1] == (
-        f"ca-service: error: a CA already exists in {data_dir}; refusing to overwrite it")
+        f"ca-service: error: a CA already exists in {data_dir}; refusing to overwrite it"
+    )
     assert {p: p.read_bytes() for p in data_dir.rglob("*.pem")} == before
 
 
@@ -81,7 +84,8 @@ def test_serve_with_wrong_passphrase_fails_with_one_clear_line(tmp_path: Path) -
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"ca-service: error: {tmp_path / 'ca' / 'grpc' / 'key.pem'}: cannot decrypt the CA key: "
-        "wrong passphrase or damaged file")
+        "wrong passphrase or damaged file"
+    )
     assert PASSPHRASE not in result.stderr + result.stdout
 
 
@@ -96,8 +100,19 @@ def test_rsa_3072_hierarchy_issues_valid_certificates(tmp_path: Path) -> None:
     server = CaProcess(data_dir, ca_env(data_dir), tmp_path / "log").start()
     try:
         out = tmp_path / "leaf.pem"
-        _admin(server, "cert", "sign", "--csr", str(_csr_file(tmp_path / "r.csr")),
-               "--user", "rsa00001", "--org", ORG, "--out", str(out))
+        _admin(
+            server,
+            "cert",
+            "sign",
+            "--csr",
+            str(_csr_file(tmp_path / "r.csr")),
+            "--user",
+            "rsa00001",
+            "--org",
+            ORG,
+            "--out",
+            str(out),
+        )
         openssl_verify(files.path("root", "ca.pem"), files.path("issuing", "ca.pem"), out)
         pkilint_certificate(out)
     finally:
@@ -107,8 +122,19 @@ def test_rsa_3072_hierarchy_issues_valid_certificates(tmp_path: Path) -> None:
 def test_admin_commands_human_and_json(ca_server: CaProcess, tmp_path: Path) -> None:
     csr = _csr_file(tmp_path / "u.csr")
     out = tmp_path / "u.pem"
-    human = _admin(ca_server, "cert", "sign", "--csr", str(csr), "--user", "cli00001",
-                   "--org", ORG, "--out", str(out)).stdout
+    human = _admin(
+        ca_server,
+        "cert",
+        "sign",
+        "--csr",
+        str(csr),
+        "--user",
+        "cli00001",
+        "--org",
+        ORG,
+        "--out",
+        str(out),
+    ).stdout
     assert "user:         cli00001" in human and f"organization: {ORG}" in human
     certificate = x509.load_pem_x509_certificate(out.read_bytes())
     serial = format(certificate.serial_number, "x")
@@ -116,15 +142,29 @@ def test_admin_commands_human_and_json(ca_server: CaProcess, tmp_path: Path) -> 
     shown = json.loads(_admin(ca_server, "--json", "cert", "show", serial).stdout)
     assert shown["serial_number"] == serial and shown["status"] == "valid"
     assert shown["user_id"] == "cli00001" and shown["organization"] == ORG
-    by_fingerprint = json.loads(_admin(ca_server, "--json", "cert", "show",
-                                       shown["fingerprint_sha256"]).stdout)
+    by_fingerprint = json.loads(
+        _admin(ca_server, "--json", "cert", "show", shown["fingerprint_sha256"]).stdout
+    )
     assert by_fingerprint["serial_number"] == serial
 
     password_file = tmp_path / "pw"
     password_file.write_text("S3cret-pass!\n")
-    issued = json.loads(_admin(ca_server, "--json", "cert", "issue", "--user", "cli00001",
-                               "--org", ORG, "--out-dir", str(tmp_path / "p12"),
-                               "--password-file", str(password_file)).stdout)
+    issued = json.loads(
+        _admin(
+            ca_server,
+            "--json",
+            "cert",
+            "issue",
+            "--user",
+            "cli00001",
+            "--org",
+            ORG,
+            "--out-dir",
+            str(tmp_path / "p12"),
+            "--password-file",
+            str(password_file),
+        ).stdout
+    )
     p12 = Path(issued["pkcs12_file"])
     assert p12.name.startswith("cli00001") and p12.suffix == ".p12"
     assert stat.S_IMODE(os.stat(p12).st_mode) == 0o600
@@ -140,16 +180,26 @@ def test_admin_commands_human_and_json(ca_server: CaProcess, tmp_path: Path) -> 
     assert len(x509.load_pem_x509_certificates((tmp_path / "chain.pem").read_bytes())) == 2
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["cert", "show", "0bad"], "ca-admin: error: no certificate with serial number 0bad "
-                               "(CERTIFICATE_NOT_FOUND)"),
-    (["cert", "list", "--user", "bad"], "ca-admin: error: user ID must be 6-12 characters long "
-                                        "(INVALID_USER_ID)"),
-    (["cert", "sign", "--csr", "/nonexistent.csr", "--user", "abc12345", "--org", "x"],
-     "ca-admin: error: cannot read /nonexistent.csr: No such file or directory"),
-])
-def test_admin_errors_are_one_line_and_non_zero(ca_server: CaProcess, args: list[str],
-                                                expected: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["cert", "show", "0bad"],
+            "ca-admin: error: no certificate with serial number 0bad (CERTIFICATE_NOT_FOUND)",
+        ),
+        (
+            ["cert", "list", "--user", "bad"],
+            "ca-admin: error: user ID must be 6-12 characters long (INVALID_USER_ID)",
+        ),
+        (
+            ["cert", "sign", "--csr", "/nonexistent.csr", "--user", "abc12345", "--org", "x"],
+            "ca-admin: error: cannot read /nonexistent.csr: No such file or directory",
+        ),
+    ],
+)
+def test_admin_errors_are_one_line_and_non_zero(
+    ca_server: CaProcess, args: list[str], expected: str
+) -> None:
     result = _admin(ca_server, *args, check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == expected

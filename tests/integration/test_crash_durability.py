@@ -25,12 +25,17 @@ CLIENTS = 32
 
 def _csr() -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
-    return (x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name.from_rfc4514_string("CN=x"))
-            .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=x"))
+        .sign(key, hashes.SHA256())
+        .public_bytes(Encoding.DER)
+    )
 
 
-async def _issue_until_killed(server: CaProcess, received: list[str], stop: threading.Event) -> None:
+async def _issue_until_killed(
+    server: CaProcess, received: list[str], stop: threading.Event
+) -> None:
     csr = _csr()
     async with aio_secure_channel(server.address, server.operator()) as channel:
         api = stub(channel)
@@ -38,9 +43,12 @@ async def _issue_until_killed(server: CaProcess, received: list[str], stop: thre
         async def client(index: int) -> None:
             while not stop.is_set():
                 try:
-                    response = await api.SignCsr(pb.SignCsrRequest(
-                        csr=csr, user_id=f"crash{index:04d}", organization="Crash Test"),
-                        timeout=5)
+                    response = await api.SignCsr(
+                        pb.SignCsrRequest(
+                            csr=csr, user_id=f"crash{index:04d}", organization="Crash Test"
+                        ),
+                        timeout=5,
+                    )
                 except grpc.aio.AioRpcError:
                     return
                 received.append(response.certificate.fingerprint_sha256)
@@ -80,8 +88,12 @@ def test_every_received_certificate_survives_sigkill(
     assert len(received) >= 300, "the server was killed before enough certificates were issued"
     database = open_database(database_url, readers=1)
     try:
-        stored = {row[0] for row in database.read_sync(
-            lambda c: c.execute("SELECT fingerprint_sha256 FROM certificates").fetchall())}
+        stored = {
+            row[0]
+            for row in database.read_sync(
+                lambda c: c.execute("SELECT fingerprint_sha256 FROM certificates").fetchall()
+            )
+        }
     finally:
         database.close()
     missing = set(received) - stored

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ from ca_service.adapters.sql.migrations import MIGRATIONS, migrate, schema_versi
 from ca_service.domain.records import CertificateRecord, KeySource
 from ca_service.errors import AlreadyExists, StoreError
 
-NOW = datetime(2026, 11, 21, 1, 2, 3, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, 1, 2, 3, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -28,7 +28,9 @@ def database(database_url: str) -> Iterator[Database]:
     database.close()
 
 
-def _record(user_id: str = "taro0001", serial: int | None = None, offset: int = 0) -> CertificateRecord:
+def _record(
+    user_id: str = "taro0001", serial: int | None = None, offset: int = 0
+) -> CertificateRecord:
     der = secrets.token_bytes(300)
     return CertificateRecord(
         serial=serial or int.from_bytes(secrets.token_bytes(16), "big") | 1 << 126,
@@ -50,9 +52,12 @@ def test_migrations_are_idempotent(database: Database) -> None:
 
 
 def test_schema_newer_than_program_is_refused(database: Database) -> None:
-    database.write_sync(lambda cursor: cursor.execute(
-        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-        (999, "future", 0)))
+    database.write_sync(
+        lambda cursor: cursor.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (999, "future", 0),
+        )
+    )
     with pytest.raises(StoreError, match="newer than this program"):
         migrate(database)
 
@@ -104,7 +109,8 @@ def test_duplicate_serial_fails_alone_inside_a_group(database: Database) -> None
         await store.record_issued(first)
         results = await asyncio.gather(
             *(store.record_issued(r) for r in [*others[:25], duplicate, *others[25:]]),
-            return_exceptions=True)
+            return_exceptions=True,
+        )
         return list(results)
 
     results = asyncio.run(scenario())

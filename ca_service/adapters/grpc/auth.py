@@ -12,7 +12,7 @@ from cryptography.x509.oid import NameOID
 
 from ca_service.domain.profiles import Role
 
-__all__ = ["METHOD_ROLES", "OPEN_SERVICE_PREFIXES", "role_from_pem", "allowed_roles"]
+__all__ = ["METHOD_ROLES", "OPEN_SERVICE_PREFIXES", "allowed_roles", "role_from_pem"]
 
 _SERVICE = "/ca.v1.CertificateAuthority/"
 _ALL = frozenset(Role)

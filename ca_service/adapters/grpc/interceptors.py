@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 def status_for(error: CAError) -> grpc.Status:
     code = grpc.StatusCode[error.grpc_status]
     detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN,
-                                            metadata=dict(error.metadata)))
+    detail.Pack(
+        error_details_pb2.ErrorInfo(
+            reason=error.reason, domain=ERROR_DOMAIN, metadata=dict(error.metadata)
+        )
+    )
     status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
     return rpc_status.to_status(status)
 
@@ -35,7 +38,7 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: CAError
 
 
 def _caller_role(context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-    certificates = context.auth_context().get("x509_pem_cert")
+    certificates = list(context.auth_context().get("x509_pem_cert", ()))
     if not certificates:
         raise Unauthenticated("a client certificate is required")
     role = role_from_pem(certificates[0])
@@ -56,8 +59,9 @@ def _authorize(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None
             raise PermissionDenied(f"role {role.value} may not call {method}")
 
 
-async def _map_error(method: str, context: grpc.aio.ServicerContext[Any, Any],
-                     error: BaseException) -> None:
+async def _map_error(
+    method: str, context: grpc.aio.ServicerContext[Any, Any], error: BaseException
+) -> None:
     if isinstance(error, grpc.aio.AbortError | asyncio.CancelledError):
         raise error
     if isinstance(error, CAError):
@@ -82,7 +86,9 @@ def _guard_unary(method: str, behavior: Behavior) -> Behavior:
 
 
 def _guard_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    async def guarded(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
         try:
             _authorize(method, context)
             async for item in behavior(request, context):
@@ -94,28 +100,36 @@ def _guard_stream(method: str, behavior: StreamBehavior) -> StreamBehavior:
     return guarded
 
 
-class AuthorizationInterceptor(grpc.aio.ServerInterceptor):
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class AuthorizationInterceptor(_ServerInterceptor):
     """Checks the caller's role and maps errors for every unary and server-streaming
     method of our API. Health and reflection pass through (mTLS still applies)."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or allowed_roles(method) is None:
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _guard_unary(method, handler.unary_unary),
+                _guard_unary(method, cast(Behavior, handler.unary_unary)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _guard_stream(method, handler.unary_stream),
+                _guard_stream(method, cast(StreamBehavior, handler.unary_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

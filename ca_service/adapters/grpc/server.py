@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -12,7 +14,10 @@ from ca_service.adapters.keystore import ClientCredential
 from ca_service.api import pb, pb_grpc
 from ca_service.errors import ConfigurationError
 
-__all__ = ["SERVICE_NAME", "build_server"]
+__all__ = ["SERVICE_NAME", "HealthServicer", "build_server"]
+
+# grpcio-health-checking ships no type information.
+HealthServicer = Any
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CertificateAuthority"].full_name
 
@@ -25,15 +30,18 @@ _OPTIONS = [
 
 def build_server(
     servicer: CertificateAuthorityServicer, credential: ClientCredential, address: str
-) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """Returns the server (not yet started), the port it bound and its health servicer."""
     server = grpc.aio.server(interceptors=[AuthorizationInterceptor()], options=_OPTIONS)
-    pb_grpc.add_CertificateAuthorityServicer_to_server(servicer, server)
-    health_servicer = health.aio.HealthServicer()
+    pb_grpc.add_CertificateAuthorityServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     credentials = grpc.ssl_server_credentials(

@@ -88,8 +88,9 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         elif key == "fingerprint_sha256":
             record = await self._issuance.by_fingerprint(request.fingerprint_sha256)
         else:
-            raise InvalidArgument("give serial_number or fingerprint_sha256",
-                                  metadata={"field": "key"})
+            raise InvalidArgument(
+                "give serial_number or fingerprint_sha256", metadata={"field": "key"}
+            )
         return certificate_message(record, self._clock.now())
 
     async def ListCertificates(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ca_service.adapters.sql.database import Cursor, Database, IntegrityError
@@ -23,21 +23,32 @@ def _epoch(instant: datetime) -> int:
 
 
 def _instant(epoch: int | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
 def _row_to_record(row: tuple[Any, ...]) -> CertificateRecord:
-    (serial, fingerprint, user_id, organization, subject, not_before, not_after,
-     issued_at, key_source, der, revoked_at) = row
+    (
+        serial,
+        fingerprint,
+        user_id,
+        organization,
+        subject,
+        not_before,
+        not_after,
+        issued_at,
+        key_source,
+        der,
+        revoked_at,
+    ) = row
     return CertificateRecord(
         serial=int(serial, 16),
         fingerprint_sha256=fingerprint,
         user_id=user_id,
         organization=organization,
         subject=subject,
-        not_before=datetime.fromtimestamp(not_before, timezone.utc),
-        not_after=datetime.fromtimestamp(not_after, timezone.utc),
-        issued_at=datetime.fromtimestamp(issued_at, timezone.utc),
+        not_before=datetime.fromtimestamp(not_before, UTC),
+        not_after=datetime.fromtimestamp(not_after, UTC),
+        issued_at=datetime.fromtimestamp(issued_at, UTC),
         key_source=KeySource(key_source),
         der=bytes(der),
         revoked_at=_instant(revoked_at),

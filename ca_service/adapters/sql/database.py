@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from ca_service.errors import ConfigurationError, StoreError
 
-__all__ = ["Database", "Cursor", "IntegrityError", "open_database"]
+__all__ = ["Cursor", "Database", "IntegrityError", "open_database"]
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,14 @@ def _connect_postgresql(url: str, *, autocommit: bool) -> _Connection:
 
 
 class Database:
-    def __init__(self, dialect: Dialect, connect: Callable[[bool], _Connection], *,
-                 readers: int = 4, description: str) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        connect: Callable[[bool], _Connection],
+        *,
+        readers: int = 4,
+        description: str,
+    ) -> None:
         self.dialect = dialect
         self.description = description
         self._connect = connect
@@ -294,9 +300,19 @@ def open_database(url: str, *, readers: int = 4) -> Database:
     if scheme == "sqlite":
         path = sqlite_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return Database("sqlite", lambda _autocommit: _connect_sqlite(str(path)),
-                        readers=readers, description=f"sqlite:{path}")
+        return Database(
+            "sqlite",
+            lambda _autocommit: _connect_sqlite(str(path)),
+            readers=readers,
+            description=f"sqlite:{path}",
+        )
     if scheme in ("postgresql", "postgres"):
-        return Database("postgresql", lambda autocommit: _connect_postgresql(url, autocommit=autocommit),
-                        readers=readers, description="postgresql")
-    raise ConfigurationError(f"unsupported database URL scheme {scheme!r}; use sqlite or postgresql")
+        return Database(
+            "postgresql",
+            lambda autocommit: _connect_postgresql(url, autocommit=autocommit),
+            readers=readers,
+            description="postgresql",
+        )
+    raise ConfigurationError(
+        f"unsupported database URL scheme {scheme!r}; use sqlite or postgresql"
+    )
