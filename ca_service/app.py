@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import grpc
@@ -20,6 +23,7 @@ from ca_service.adapters.sql.certificates import SqlCertificateStore
 from ca_service.adapters.sql.database import Database, open_database
 from ca_service.adapters.sql.migrations import migrate
 from ca_service.config import Settings
+from ca_service.errors import ConfigurationError
 from ca_service.pki.certificates import ClientCertificateFactory
 from ca_service.pki.signer import SoftwareSigner
 from ca_service.ports import Clock
@@ -47,7 +51,9 @@ def _key_id(certificate: x509.Certificate) -> bytes:
     return certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
 
 
-async def start(settings: Settings, clock: Clock | None = None) -> Application:
+async def start(
+    settings: Settings, clock: Clock | None = None, *, reuse_port: bool = False
+) -> Application:
     clock = clock or SystemClock()
     loaded = CaFiles(settings.data_dir).load(settings.passphrase())
     database = open_database(settings.database_url, readers=settings.database_readers)
@@ -68,7 +74,7 @@ async def start(settings: Settings, clock: Clock | None = None) -> Application:
         )
         servicer = CertificateAuthorityServicer(issuance, clock)
         server, port, health_servicer = build_server(
-            servicer, loaded.grpc_server, settings.grpc_address
+            servicer, loaded.grpc_server, settings.grpc_address, reuse_port=reuse_port
         )
         await server.start()
     except BaseException:
@@ -80,9 +86,9 @@ async def start(settings: Settings, clock: Clock | None = None) -> Application:
     return Application(database, server, port, health_servicer)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     """Runs until SIGINT or SIGTERM, then stops gracefully."""
-    app = await start(settings)
+    app = await start(settings, reuse_port=reuse_port)
     host = settings.grpc_address.rsplit(":", 1)[0]
     log.info("database: %s", app.database.description)
     print(f"ca-service: gRPC API (mTLS) listening on {host}:{app.port}", flush=True)
@@ -94,3 +100,58 @@ async def serve(settings: Settings) -> None:
     await stop.wait()
     log.info("shutting down")
     await app.stop()
+
+
+def serve_workers(settings: Settings) -> int:
+    """Runs ``settings.grpc_workers`` server processes on one port (SO_REUSEPORT) and stops
+    them all when it is told to stop or when any of them dies."""
+    if settings.grpc_address.endswith(":0"):
+        raise ConfigurationError("CA_GRPC_WORKERS > 1 needs an explicit port in CA_GRPC_ADDRESS")
+    env = dict(
+        os.environ,
+        CA_GRPC_WORKERS="1",
+        CA_DATA_DIR=str(settings.data_dir),
+        CA_GRPC_ADDRESS=settings.grpc_address,
+    )
+    command = [sys.executable, "-m", "ca_service.cli.service", "serve", "--reuse-port"]
+    workers: list[subprocess.Popen[str]] = []
+    stopping = False
+
+    def stop_all(signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    try:
+        for _ in range(settings.grpc_workers):
+            worker = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+            workers.append(worker)
+            assert worker.stdout is not None
+            if "listening on" not in worker.stdout.readline():
+                raise ConfigurationError("a gRPC worker process failed to start")
+        print(
+            f"ca-service: gRPC API (mTLS) listening on {settings.grpc_address} "
+            f"({settings.grpc_workers} worker processes)",
+            flush=True,
+        )
+        while True:
+            pid, status = os.wait()
+            if not stopping:
+                log.error("worker %d exited (status %d); stopping the others", pid, status)
+                stop_all()
+                return 1
+            if all(worker.poll() is not None for worker in workers):
+                return 0
+    except ChildProcessError:
+        return 0 if stopping else 1
+    finally:
+        stop_all()
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()

@@ -89,6 +89,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Default: SQLite file `ca.db` in the data directory.",
     ),
     Setting(
+        "grpc_workers",
+        "1",
+        "Server processes sharing the gRPC port (SO_REUSEPORT); more than 1 needs an "
+        "explicit port.",
+        _positive_int,
+    ),
+    Setting(
         "database_readers", "4", "Reader threads (and connections) per process.", _positive_int
     ),
     Setting(
@@ -162,6 +169,7 @@ class Settings:
     database_url: str
     database_readers: int
     grpc_address: str
+    grpc_workers: int
     key_passphrase: Secret | None
     key_algorithm: KeyAlgorithm
     organization: str
@@ -259,6 +267,7 @@ def load_settings(
         database_url=parsed("database_url") or f"sqlite:///{data_dir / 'ca.db'}",
         database_readers=parsed("database_readers"),
         grpc_address=parsed("grpc_address"),
+        grpc_workers=parsed("grpc_workers"),
         key_passphrase=Secret(passphrase) if passphrase else None,
         key_algorithm=parsed("key_algorithm"),
         organization=organization,
@@ -281,4 +290,10 @@ def configuration_reference() -> str:
         env = f"`{setting.env}`" + (f" or `{setting.env}_FILE`" if setting.secret else "")
         default = f"`{setting.default}`" if setting.default is not None else "(see meaning)"
         lines.append(f"| `{setting.name}` | {env} | {default} | {setting.description} |")
+    lines += [
+        "| | `CA_CONFIG_FILE` | (none) | TOML file with any of the settings above "
+        "(keys as in the first column); environment variables win over it. |",
+        "| | `CA_ADMIN_CREDENTIALS` | `<data_dir>/credentials/operator` | ca-admin: directory "
+        "with the gRPC client credential (`cert.pem`, `key.pem`, `ca.pem`). |",
+    ]
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from ca_service.adapters.keystore import CaFiles
 from ca_service.adapters.sql.database import open_database
 from ca_service.adapters.sql.migrations import migrate
-from ca_service.app import serve
+from ca_service.app import serve, serve_workers
 from ca_service.cli.common import configure_logging, fail
 from ca_service.config import Settings, configuration_reference, load_settings
 from ca_service.domain.profiles import Role
@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = with_data_dir(commands.add_parser("serve", help="run the gRPC API"))
     serve.add_argument("--grpc-address", help="host:port to listen on (CA_GRPC_ADDRESS)")
+    # Set by serve_workers for its children; not for people.
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     with_data_dir(commands.add_parser("migrate", help="apply schema migrations"))
 
@@ -94,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "init":
             _init(settings)
         elif args.command == "serve":
-            asyncio.run(serve(settings))
+            if settings.grpc_workers > 1 and not args.reuse_port:
+                return serve_workers(settings)
+            asyncio.run(serve(settings, reuse_port=args.reuse_port))
         elif args.command == "migrate":
             database = open_database(settings.database_url, readers=1)
             try:

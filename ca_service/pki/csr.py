@@ -4,6 +4,7 @@ CSR are ignored because they come from the CA's profile (SPEC C5)."""
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -28,8 +29,29 @@ def _load(data: bytes) -> x509.CertificateSigningRequest:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise CsrRejected(f"CSR is not a valid PKCS#10 request: {exc}") from None
+
+
+def _signature_valid(csr: x509.CertificateSigningRequest, key: object) -> bool:
+    # EC keys (nearly every caller) are verified with the key already loaded above;
+    # cryptography's is_signature_valid would parse and check the point a second time.
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        try:
+            algorithm = csr.signature_hash_algorithm
+        except Exception as exc:  # UnsupportedAlgorithm for unknown signature algorithms
+            raise CsrRejected(f"CSR signature algorithm is not supported: {exc}") from None
+        if algorithm is None:
+            return False
+        try:
+            key.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(algorithm))
+        except InvalidSignature:
+            return False
+        return True
+    try:
+        return bool(csr.is_signature_valid)
+    except Exception as exc:
+        raise CsrRejected(f"CSR signature cannot be checked: {exc}") from None
 
 
 def accepted_public_key(data: bytes) -> bytes:
@@ -56,10 +78,6 @@ def accepted_public_key(data: bytes) -> bytes:
             f"{type(key).__name__.removeprefix('_')} keys are not accepted; "
             "use P-256, P-384, Ed25519 or RSA >= 2048"
         )
-    try:
-        valid = csr.is_signature_valid
-    except Exception as exc:
-        raise CsrRejected(f"CSR signature cannot be checked: {exc}") from None
-    if not valid:
+    if not _signature_valid(csr, key):
         raise CsrRejected("CSR signature does not verify with its own public key")
     return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)

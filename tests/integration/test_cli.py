@@ -212,3 +212,66 @@ def test_admin_reports_an_unreachable_ca(ca_dir: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("ca-admin: error: cannot reach the CA at 127.0.0.1:1")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_admin_issue_asks_for_the_password_on_the_terminal(
+    ca_server: CaProcess, tmp_path: Path
+) -> None:
+    """Without --password-file, ca-admin prompts twice on the terminal (no echo)."""
+    import fcntl
+    import pty
+    import select
+    import subprocess
+    import termios
+    import time
+
+    main_fd, child_fd = pty.openpty()
+    env = ca_env(ca_server.data_dir, CA_GRPC_ADDRESS=ca_server.address)
+
+    def controlling_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [
+            tool("ca-admin"),
+            "cert",
+            "issue",
+            "--user",
+            "tty00001",
+            "--org",
+            ORG,
+            "--out-dir",
+            str(tmp_path),
+        ],
+        stdin=child_fd,
+        stdout=child_fd,
+        stderr=child_fd,
+        env=env,
+        start_new_session=True,
+        preexec_fn=controlling_terminal,
+    )
+    os.close(child_fd)
+    transcript = b""
+
+    def read_until(marker: bytes, timeout: float = 20) -> None:
+        nonlocal transcript
+        deadline = time.monotonic() + timeout
+        while marker not in transcript and time.monotonic() < deadline:
+            ready, _, _ = select.select([main_fd], [], [], 0.2)
+            if ready:
+                try:
+                    transcript += os.read(main_fd, 4096)
+                except OSError:
+                    break
+        assert marker in transcript, transcript
+
+    read_until(b"PKCS#12 password: ")
+    os.write(main_fd, b"Tty-Passw0rd\n")
+    read_until(b"Repeat the password: ")
+    os.write(main_fd, b"Tty-Passw0rd\n")
+    read_until(b"pkcs12 file:")
+    assert process.wait(20) == 0
+    os.close(main_fd)
+    assert b"Tty-Passw0rd" not in transcript  # not echoed
+    (p12,) = tmp_path.glob("tty00001*.p12")
+    run(["openssl", "pkcs12", "-in", str(p12), "-passin", "pass:Tty-Passw0rd", "-noout"])

@@ -110,6 +110,11 @@ class AuthorizationInterceptor(_ServerInterceptor):
     """Checks the caller's role and maps errors for every unary and server-streaming
     method of our API. Health and reflection pass through (mTLS still applies)."""
 
+    def __init__(self) -> None:
+        # intercept_service runs for every call; the guarded handler of a method is built
+        # once and reused.
+        self._guarded: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -117,20 +122,26 @@ class AuthorizationInterceptor(_ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        cached = self._guarded.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
         if handler is None or allowed_roles(method) is None:
             return handler
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
+            guarded = grpc.unary_unary_rpc_method_handler(
                 _guard_unary(method, cast(Behavior, handler.unary_unary)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
+        elif handler.unary_stream is not None:
+            guarded = grpc.unary_stream_rpc_method_handler(
                 _guard_stream(method, cast(StreamBehavior, handler.unary_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        raise TypeError(f"{method}: client-streaming methods are not supported")
+        else:
+            raise TypeError(f"{method}: client-streaming methods are not supported")
+        self._guarded[method] = guarded
+        return guarded

@@ -24,15 +24,22 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CertificateAuthority"].full_name
 _OPTIONS = [
     ("grpc.max_receive_message_length", 1 << 20),
     ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.so_reuseport", 0),
 ]
 
 
 def build_server(
-    servicer: CertificateAuthorityServicer, credential: ClientCredential, address: str
+    servicer: CertificateAuthorityServicer,
+    credential: ClientCredential,
+    address: str,
+    *,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
-    """Returns the server (not yet started), the port it bound and its health servicer."""
-    server = grpc.aio.server(interceptors=[AuthorizationInterceptor()], options=_OPTIONS)
+    """Returns the server (not yet started), the port it bound and its health servicer.
+
+    With ``reuse_port`` several worker processes bind the same port (SO_REUSEPORT) and the
+    kernel spreads connections across them; otherwise a second bind fails loudly."""
+    options = [*_OPTIONS, ("grpc.so_reuseport", 1 if reuse_port else 0)]
+    server = grpc.aio.server(interceptors=[AuthorizationInterceptor()], options=options)
     pb_grpc.add_CertificateAuthorityServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

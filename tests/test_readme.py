@@ -1,0 +1,29 @@
+"""The README's promises that code can check: its configuration table and its commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ca_service.config import configuration_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_configuration_reference_is_current() -> None:
+    match = re.search(
+        r"<!-- config-reference:start -->\n(.*?)\n<!-- config-reference:end -->", README, re.S
+    )
+    assert match, "README lacks the configuration reference markers"
+    assert match.group(1) == configuration_reference(), (
+        "README configuration table is stale: paste `ca-service config-reference` into it"
+    )
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    quick_start = README.split("## Quick start", 1)[1].split("##", 1)[0]
+    commands = re.findall(r"^(python3 stack\.py \w+)", quick_start, re.M)
+    assert commands == ["python3 stack.py up", "python3 stack.py test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "exec python3 stack.py test" in ci
