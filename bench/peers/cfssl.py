@@ -148,7 +148,10 @@ async def _client(port: int, request: bytes, load: _Load) -> None:
         while not load.stop:
             start = time.perf_counter()
             writer.write(request)
-            status = int((await reader.readline()).split()[1])
+            status_line = await reader.readline()
+            if not status_line:
+                raise RuntimeError("cfssl closed the connection")
+            status = int(status_line.split()[1])
             length = -1
             while (line := await reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.partition(b":")

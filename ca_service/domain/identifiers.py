@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import unicodedata
 
 __all__ = [
     "ORGANIZATION_MAX",
@@ -42,6 +43,8 @@ def organization_problem(organization: str) -> str | None:
         return "organization must not start or end with white space"
     if len(organization) > ORGANIZATION_MAX:
         return f"organization must be at most {ORGANIZATION_MAX} characters long"
-    if any(not ch.isprintable() for ch in organization):
-        return "organization must not contain control characters"
+    # Full-width spaces are common in Japanese company names; control, format and
+    # unassigned characters (Unicode category C*) are not names.
+    if any(unicodedata.category(ch).startswith("C") for ch in organization):
+        return "organization must not contain control characters or format characters"
     return None

@@ -20,12 +20,18 @@ def pkcs12_file_name(user_id: str, issued_at: datetime) -> str:
 
 def rfc4514_value(value: str) -> str:
     """Escapes an attribute value as RFC 4514 section 2.4 requires."""
-    escaped = "".join("\\" + ch if ch in _SPECIAL else ch for ch in value)
-    if escaped.startswith(("#", " ")):
-        escaped = "\\" + escaped
-    if escaped.endswith(" ") and not escaped.endswith("\\ "):
-        escaped = escaped[:-1] + "\\ "
-    return escaped
+    last = len(value) - 1
+    escaped = []
+    for index, ch in enumerate(value):
+        if ch in _SPECIAL:
+            escaped.append("\\" + ch)
+        elif ch == "\x00":
+            escaped.append("\\00")
+        elif (ch == " " and index in (0, last)) or (ch == "#" and index == 0):
+            escaped.append("\\" + ch)
+        else:
+            escaped.append(ch)
+    return "".join(escaped)
 
 
 def client_subject_string(user_id: str, organization: str) -> str:

@@ -7,6 +7,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import SignatureAlgorithmOID
 
 __all__ = ["MAX_CSR_BYTES", "CsrRejected", "accepted_public_key"]
 
@@ -33,10 +34,40 @@ def _load(data: bytes) -> x509.CertificateSigningRequest:
         raise CsrRejected(f"CSR is not a valid PKCS#10 request: {exc}") from None
 
 
+# Proof of possession must not rest on SHA-1 or MD5; RSA-PSS is checked by cryptography.
+_ACCEPTED_SIGNATURES = frozenset(
+    {
+        SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+        SignatureAlgorithmOID.ECDSA_WITH_SHA384,
+        SignatureAlgorithmOID.ECDSA_WITH_SHA512,
+        SignatureAlgorithmOID.RSA_WITH_SHA256,
+        SignatureAlgorithmOID.RSA_WITH_SHA384,
+        SignatureAlgorithmOID.RSA_WITH_SHA512,
+        SignatureAlgorithmOID.RSASSA_PSS,
+        SignatureAlgorithmOID.ED25519,
+    }
+)
+_ECDSA_SIGNATURES = frozenset(
+    {
+        SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+        SignatureAlgorithmOID.ECDSA_WITH_SHA384,
+        SignatureAlgorithmOID.ECDSA_WITH_SHA512,
+    }
+)
+
+
 def _signature_valid(csr: x509.CertificateSigningRequest, key: object) -> bool:
+    oid = csr.signature_algorithm_oid
+    if oid not in _ACCEPTED_SIGNATURES:
+        raise CsrRejected(
+            f"CSR signature algorithm {oid.dotted_string} is not accepted; use ECDSA, RSA or "
+            "RSA-PSS with SHA-256 or stronger, or Ed25519"
+        )
     # EC keys (nearly every caller) are verified with the key already loaded above;
     # cryptography's is_signature_valid would parse and check the point a second time.
     if isinstance(key, ec.EllipticCurvePublicKey):
+        if oid not in _ECDSA_SIGNATURES:
+            return False
         try:
             algorithm = csr.signature_hash_algorithm
         except Exception as exc:  # UnsupportedAlgorithm for unknown signature algorithms

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -266,6 +267,29 @@ def test_health_and_reflection(channel: grpc.Channel) -> None:
     )
     names = {s.name for s in replies[0].list_services_response.service}
     assert {"ca.v1.CertificateAuthority", "grpc.health.v1.Health"} <= names
+    # What grpcurl does next: fetch the descriptor of the service to build requests.
+    replies = list(
+        reflection.ServerReflectionInfo(
+            iter(
+                [
+                    reflection_pb2.ServerReflectionRequest(
+                        file_containing_symbol="ca.v1.CertificateAuthority"
+                    )
+                ]
+            )
+        )
+    )
+    proto = descriptor_pb2.FileDescriptorProto.FromString(
+        replies[0].file_descriptor_response.file_descriptor_proto[0]
+    )
+    assert proto.package == "ca.v1"
+    assert {m.name for m in proto.service[0].method} == {
+        "SignCsr",
+        "IssueCertificate",
+        "GetCertificate",
+        "ListCertificates",
+        "GetCaChain",
+    }
 
 
 @pytest.fixture(scope="module")

@@ -201,6 +201,72 @@ def test_tampered_request_info_rejected(kind: str) -> None:
         accepted_public_key(csr_der.replace(b"user01", b"user02"))
 
 
+# AlgorithmIdentifier DER for relabelling a P-256/SHA-256 request's signatureAlgorithm.
+SHA256_WITH_RSA = bytes.fromhex("300d06092a864886f70d01010b0500")
+RSASSA_PSS_SHA256 = bytes.fromhex(
+    "304106092a864886f70d01010a3034a00f300d06096086480165030402010500a11c301a06092a864886f7"
+    "0d010108300d06096086480165030402010500a203020120"
+)
+ED25519 = bytes.fromhex("300506032b6570")
+ECDSA_WITH_SHA1 = bytes.fromhex("300906072a8648ce3d0401")
+ECDSA_WITH_SHA384 = bytes.fromhex("300a06082a8648ce3d040303")
+UNKNOWN_ALGORITHM = bytes.fromhex("300606042a030405")  # 1.2.3.4.5
+
+
+def _split(csr_der: bytes) -> tuple[bytes, bytes, bytes]:
+    """(certificationRequestInfo, signatureAlgorithm, signature) element encodings."""
+    _, start, end = der.read_tlv(csr_der)
+    _, _, info_end = der.read_tlv(csr_der, start)
+    _, _, algorithm_end = der.read_tlv(csr_der, info_end)
+    return csr_der[start:info_end], csr_der[info_end:algorithm_end], csr_der[algorithm_end:end]
+
+
+def _relabel(csr_der: bytes, algorithm: bytes) -> bytes:
+    info, _, signature = _split(csr_der)
+    return der.sequence(info, algorithm, signature)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "message"),
+    [
+        (ED25519, "signature does not verify"),
+        (ECDSA_WITH_SHA384, "signature does not verify"),
+        (UNKNOWN_ALGORITHM, "signature algorithm 1.2.3.4.5 is not accepted"),
+    ],
+    ids=["Ed25519", "ecdsa-with-SHA384", "unknown-oid"],
+)
+def test_relabelled_ec_signature_rejected(algorithm: bytes, message: str) -> None:
+    relabelled = _relabel(_p256_csr(), algorithm)
+    assert not x509.load_der_x509_csr(relabelled).is_signature_valid
+    with pytest.raises(CsrRejected, match=message):
+        accepted_public_key(relabelled)
+
+
+@pytest.mark.parametrize(
+    "algorithm",
+    [SHA256_WITH_RSA, RSASSA_PSS_SHA256],
+    ids=["sha256WithRSAEncryption", "RSASSA-PSS-SHA256"],
+)
+def test_ec_request_with_rsa_signature_algorithm_rejected(algorithm: bytes) -> None:
+    # The ECDSA/SHA-256 signature is genuine; only the algorithm label is wrong, so the
+    # request is malformed. cryptography's own check (used for every other key type, and
+    # for EC keys before the fast path) says the signature is not valid.
+    relabelled = _relabel(_p256_csr(), algorithm)
+    assert not x509.load_der_x509_csr(relabelled).is_signature_valid
+    with pytest.raises(CsrRejected):
+        accepted_public_key(relabelled)
+
+
+def test_ecdsa_with_sha1_rejected() -> None:
+    key = _key("P-256")
+    info, _, _ = _split(_p256_csr())
+    signature = key.sign(info, ec.ECDSA(hashes.SHA1()))
+    request = der.sequence(info, ECDSA_WITH_SHA1, der.bit_string(signature))
+    assert not x509.load_der_x509_csr(request).is_signature_valid
+    with pytest.raises(CsrRejected):
+        accepted_public_key(request)
+
+
 def test_rejection_is_a_value_error() -> None:
     assert issubclass(CsrRejected, ValueError)
 
