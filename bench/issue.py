@@ -85,9 +85,12 @@ def p99(values: Sequence[float]) -> float:
 
 
 async def drive(
-    server: CaProcess, clients: int, seconds: float, warmup: float
+    server: CaProcess, clients: int, seconds: float, warmup: float, method: str = "SignCsr"
 ) -> tuple[list[float], float, float, float]:
-    """Returns latencies, measured seconds, server CPU seconds, load-generator CPU seconds."""
+    """Returns latencies, measured seconds, server CPU seconds, load-generator CPU seconds.
+
+    ``method`` "GetCaChain" drives a call that does no work at all: the ceiling that gRPC
+    itself (server and load generator in Python) sets on this machine."""
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
@@ -98,8 +101,14 @@ async def drive(
     latencies: list[float] = []
     async with aio_secure_channel(server.address, server.operator()) as channel:
         api = stub(channel)
-        request = pb.SignCsrRequest(csr=csr, user_id="bench001", organization="Bench Co")
-        await api.SignCsr(request)
+        if method == "SignCsr":
+            call, request = (
+                api.SignCsr,
+                pb.SignCsrRequest(csr=csr, user_id="bench001", organization="Bench Co"),
+            )
+        else:
+            call, request = api.GetCaChain, pb.GetCaChainRequest()
+        await call(request)
         loop = asyncio.get_running_loop()
         measuring = False
         stop_at = loop.time() + warmup + seconds
@@ -107,7 +116,7 @@ async def drive(
         async def client() -> None:
             while loop.time() < stop_at:
                 started = time.perf_counter()
-                await api.SignCsr(request)
+                await call(request)
                 if measuring:
                     latencies.append(time.perf_counter() - started)
 
@@ -143,6 +152,9 @@ def one_run(args: argparse.Namespace, workdir: Path, index: int) -> dict[str, fl
             drive(server, args.clients, args.seconds, args.warmup)
         )
         rows_after = count_rows(database_url)
+        floor, floor_elapsed, _, _ = asyncio.run(
+            drive(server, args.clients, args.seconds / 2, 1.0, method="GetCaChain")
+        )
     finally:
         server.stop()
     received = len(latencies)
@@ -153,6 +165,7 @@ def one_run(args: argparse.Namespace, workdir: Path, index: int) -> dict[str, fl
         "cpu_us_per_cert": server_cpu / received * 1e6,
         "client_cpu_us_per_call": client_cpu / received * 1e6,
         "rows": rows_after - rows_before,
+        "noop_rate": len(floor) / floor_elapsed,
     }
 
 
@@ -202,7 +215,8 @@ def main() -> int:
             ours.append(result)
             print(
                 _line(f"run {index + 1} ca-service", result)
-                + f"  ({result['rows']:.0f} rows recorded)",
+                + f"  ({result['rows']:.0f} rows recorded; no-op GetCaChain "
+                f"{result['noop_rate']:.0f} calls/s)",
                 flush=True,
             )
             if measure_cfssl is not None:
@@ -211,12 +225,15 @@ def main() -> int:
                     clients=args.clients,
                     warmup=args.warmup,
                     record_in_sqlite=True,
-                    workdir=Path(workdir) / f"cfssl{index}",
+                    workdir=Path(workdir),
                 )
                 if peer is not None:
                     peers.append(peer)
                     print(_line(f"run {index + 1} cfssl     ", peer), flush=True)
-    print(_line("median ca-service", _median(ours)))
+    print(
+        _line("median ca-service", _median(ours))
+        + f"  (no-op GetCaChain {_median(ours)['noop_rate']:.0f} calls/s)"
+    )
     if peers:
         peer = _median(peers)
         print(_line("median cfssl     ", peer))

@@ -56,7 +56,11 @@ async def start(
 ) -> Application:
     clock = clock or SystemClock()
     loaded = CaFiles(settings.data_dir).load(settings.passphrase())
-    database = open_database(settings.database_url, readers=settings.database_readers)
+    database = open_database(
+        settings.database_url,
+        readers=settings.database_readers,
+        commit_delay=settings.database_commit_delay_ms / 1000,
+    )
     try:
         await asyncio.to_thread(migrate, database)
         factory = ClientCertificateFactory(

@@ -96,6 +96,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "database_commit_delay_ms",
+        "2",
+        "Under sustained load the SQL writer waits this long for more transactions to share "
+        "one commit (group commit); 0 commits at once.",
+        _non_negative_int,
+    ),
+    Setting(
         "database_readers", "4", "Reader threads (and connections) per process.", _positive_int
     ),
     Setting(
@@ -168,6 +175,7 @@ class Settings:
     data_dir: Path
     database_url: str
     database_readers: int
+    database_commit_delay_ms: int
     grpc_address: str
     grpc_workers: int
     key_passphrase: Secret | None
@@ -266,6 +274,7 @@ def load_settings(
         data_dir=data_dir,
         database_url=parsed("database_url") or f"sqlite:///{data_dir / 'ca.db'}",
         database_readers=parsed("database_readers"),
+        database_commit_delay_ms=parsed("database_commit_delay_ms"),
         grpc_address=parsed("grpc_address"),
         grpc_workers=parsed("grpc_workers"),
         key_passphrase=Secret(passphrase) if passphrase else None,

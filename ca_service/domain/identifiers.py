@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import string
+import re
 import unicodedata
+from functools import lru_cache
 
 __all__ = [
     "ORGANIZATION_MAX",
@@ -18,23 +19,27 @@ USER_ID_MAX = 12
 # X.520 ub-organization-name.
 ORGANIZATION_MAX = 64
 
-_ASCII_LETTERS = frozenset(string.ascii_letters)
-_DIGITS = frozenset(string.digits)
+# Explicit ASCII classes: \w and str.isalnum() would also admit full-width and other
+# Unicode letters and digits, which SPEC A2 excludes.
+_ONLY_ASCII_ALNUM = re.compile(r"[A-Za-z0-9]+")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+_ASCII_DIGIT = re.compile(r"[0-9]")
 
 
 def user_id_problem(user_id: str) -> str | None:
     """Returns which SPEC A2 rule ``user_id`` breaks, or None when it is acceptable."""
     if not USER_ID_MIN <= len(user_id) <= USER_ID_MAX:
         return f"user ID must be {USER_ID_MIN}-{USER_ID_MAX} characters long"
-    if any(ch not in _ASCII_LETTERS and ch not in _DIGITS for ch in user_id):
+    if not _ONLY_ASCII_ALNUM.fullmatch(user_id):
         return "user ID may contain only half-width ASCII letters and digits"
-    if not any(ch in _ASCII_LETTERS for ch in user_id):
+    if not _ASCII_LETTER.search(user_id):
         return "user ID must contain at least one letter"
-    if not any(ch in _DIGITS for ch in user_id):
+    if not _ASCII_DIGIT.search(user_id):
         return "user ID must contain at least one digit"
     return None
 
 
+@lru_cache(maxsize=1024)
 def organization_problem(organization: str) -> str | None:
     """Returns why ``organization`` cannot name a certificate's organisation, or None."""
     if not organization.strip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from ca_service.domain.validity import JAPAN
 
@@ -34,6 +35,7 @@ def rfc4514_value(value: str) -> str:
     return "".join(escaped)
 
 
+@lru_cache(maxsize=4096)
 def client_subject_string(user_id: str, organization: str) -> str:
     # RFC 4514 lists the RDNs last-first: the subject is encoded O, CN.
     return f"CN={rfc4514_value(user_id)},O={rfc4514_value(organization)}"

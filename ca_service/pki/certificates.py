@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from asn1crypto import x509 as asn1_x509
 
@@ -57,6 +58,7 @@ def key_identifier(spki_der: bytes) -> bytes:
     return hashlib.sha1(der.spki_key_bits(spki_der), usedforsecurity=False).digest()
 
 
+@lru_cache(maxsize=4096)
 def name_der(
     *, organization: str, common_name: str, organizational_unit: str | None = None
 ) -> bytes:

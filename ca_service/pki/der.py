@@ -7,6 +7,7 @@ CAs) is encoded with asn1crypto instead.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 __all__ = [
     "bit_string",
@@ -74,6 +75,7 @@ def ia5_string(value: str) -> bytes:
     return tlv(_IA5_STRING, value.encode("ascii"))
 
 
+@lru_cache(maxsize=256)
 def x509_time(instant: datetime) -> bytes:
     """UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 4.1.2.5)."""
     if instant.tzinfo is None:

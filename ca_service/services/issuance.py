@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -86,6 +87,11 @@ def parse_fingerprint(value: str) -> str:
     return fingerprint
 
 
+# Every certificate issued within one second gets the same validity; computing it (time
+# zone conversions) once per second keeps it off the hot path.
+_validity = lru_cache(maxsize=8)(validity_for)
+
+
 class IssuanceService:
     def __init__(
         self,
@@ -112,7 +118,9 @@ class IssuanceService:
     ) -> CertificateRecord:
         for _attempt in range(_SERIAL_ATTEMPTS):
             issued_at = self._clock.now()
-            validity = validity_for(issued_at, self._factory.profile.not_before_skew)
+            validity = _validity(
+                issued_at.replace(microsecond=0), self._factory.profile.not_before_skew
+            )
             serial = new_serial()
             der = self._factory.build(serial=serial, subject=subject, spki=spki, validity=validity)
             record = CertificateRecord(

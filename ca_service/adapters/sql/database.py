@@ -14,6 +14,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ Dialect = Literal["sqlite", "postgresql"]
 
 # Upper bound of transactions folded into one commit.
 _MAX_GROUP = 512
+# A commit that starts within this many seconds of the previous one counts as "under load".
+_BUSY_WINDOW = 0.01
 
 
 class IntegrityError(Exception):
@@ -132,9 +135,11 @@ class Database:
         *,
         readers: int = 4,
         description: str,
+        commit_delay: float = 0.0,
     ) -> None:
         self.dialect = dialect
         self.description = description
+        self._commit_delay = commit_delay
         self._connect = connect
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer_connection = connect(False)
@@ -184,23 +189,41 @@ class Database:
         except Exception as exc:
             log.error("cannot reconnect the SQL writer: %s", type(exc).__name__)
 
+    def _collect(self, batch: list[_Job], deadline: float | None) -> bool:
+        """Adds waiting jobs to ``batch`` (until ``deadline`` if given); False on shutdown."""
+        while len(batch) < _MAX_GROUP:
+            try:
+                if deadline is None:
+                    job = self._jobs.get_nowait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    job = self._jobs.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if job is None:
+                self._jobs.put(None)
+                return False
+            batch.append(job)
+        return True
+
     def _write_loop(self) -> None:
+        last_commit = 0.0
         while True:
             first = self._jobs.get()
             if first is None:
                 self._writer_connection.close()
                 return
             batch = [first]
-            while len(batch) < _MAX_GROUP:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    self._jobs.put(None)
-                    break
-                batch.append(job)
+            running = self._collect(batch, None)
+            # Under sustained load (the previous commit just ended), wait a moment for more
+            # transactions so that they share one fsync instead of paying one each.
+            busy = time.monotonic() - last_commit < _BUSY_WINDOW
+            if running and busy and self._commit_delay > 0 and len(batch) < _MAX_GROUP:
+                self._collect(batch, time.monotonic() + self._commit_delay)
             self._run_group(batch)
+            last_commit = time.monotonic()
 
     def _run_group(self, batch: list[_Job]) -> None:
         connection = self._writer_connection
@@ -294,7 +317,7 @@ def sqlite_path(url: str) -> Path:
     return Path(path[1:])
 
 
-def open_database(url: str, *, readers: int = 4) -> Database:
+def open_database(url: str, *, readers: int = 4, commit_delay: float = 0.0) -> Database:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``postgresql://...``."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
@@ -305,6 +328,7 @@ def open_database(url: str, *, readers: int = 4) -> Database:
             lambda _autocommit: _connect_sqlite(str(path)),
             readers=readers,
             description=f"sqlite:{path}",
+            commit_delay=commit_delay,
         )
     if scheme in ("postgresql", "postgres"):
         return Database(
@@ -312,6 +336,7 @@ def open_database(url: str, *, readers: int = 4) -> Database:
             lambda autocommit: _connect_postgresql(url, autocommit=autocommit),
             readers=readers,
             description="postgresql",
+            commit_delay=commit_delay,
         )
     raise ConfigurationError(
         f"unsupported database URL scheme {scheme!r}; use sqlite or postgresql"
