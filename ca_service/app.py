@@ -9,16 +9,26 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 from cryptography import x509
 from grpc_health.v1 import health_pb2
+from redis.asyncio import Redis
 
 from ca_service.adapters.clock import SystemClock
 from ca_service.adapters.grpc.server import SERVICE_NAME, HealthServicer, build_server
 from ca_service.adapters.grpc.servicer import CertificateAuthorityServicer
 from ca_service.adapters.keystore import CaFiles
+from ca_service.adapters.mail.outbox import SqlOutbox
+from ca_service.adapters.mail.worker import MailDelivery
+from ca_service.adapters.passwords import Argon2Passwords
+from ca_service.adapters.redis.client import connect as connect_redis
+from ca_service.adapters.redis.codes import RedisCodeStore
+from ca_service.adapters.redis.lockout import RedisLockoutStore
+from ca_service.adapters.sql.accounts import SqlAccountStore
 from ca_service.adapters.sql.certificates import SqlCertificateStore
 from ca_service.adapters.sql.database import Database, open_database
 from ca_service.adapters.sql.migrations import migrate
@@ -27,7 +37,10 @@ from ca_service.errors import ConfigurationError
 from ca_service.pki.certificates import ClientCertificateFactory
 from ca_service.pki.signer import SoftwareSigner
 from ca_service.ports import Clock
+from ca_service.services.accounts import AccountService
+from ca_service.services.enrollment import EnrollmentService, EnrollmentTimes
 from ca_service.services.issuance import IssuanceService
+from ca_service.services.notices import queue_certificate_notices
 
 __all__ = ["Application", "serve", "start"]
 
@@ -40,11 +53,49 @@ class Application:
     server: grpc.aio.Server
     port: int
     health: HealthServicer
+    redis: Redis
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        self.stopping.set()
+        if self.background:
+            await asyncio.wait(self.background, timeout=grace)
+        for task in self.background:
+            task.cancel()
+        await self.redis.aclose()
         self.database.close()
+
+
+async def _every(
+    interval: float, stop: asyncio.Event, work: Callable[[], Awaitable[object]], what: str
+) -> None:
+    """Runs ``work`` now and then every ``interval`` seconds until ``stop``; a failure is
+    logged and retried at the next interval, never fatal."""
+    while not stop.is_set():
+        try:
+            await work()
+        except Exception as exc:
+            log.warning("%s failed: %s", what, type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+def _mail_delivery(settings: Settings, database: Database, clock: Clock) -> MailDelivery:
+    return MailDelivery(
+        database,
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.mail_from,
+        clock=clock,
+        username=settings.smtp_username,
+        password=settings.smtp_password.reveal() if settings.smtp_password else None,
+        starttls=settings.smtp_security == "starttls",
+        use_tls=settings.smtp_security == "tls",
+        poll_interval=settings.mail_poll_seconds,
+    )
 
 
 def _key_id(certificate: x509.Certificate) -> bytes:
@@ -55,12 +106,14 @@ async def start(
     settings: Settings, clock: Clock | None = None, *, reuse_port: bool = False
 ) -> Application:
     clock = clock or SystemClock()
-    loaded = CaFiles(settings.data_dir).load(settings.passphrase())
+    files = CaFiles(settings.data_dir)
+    loaded = files.load(settings.passphrase())
     database = open_database(
         settings.database_url,
         readers=settings.database_readers,
         commit_delay=settings.database_commit_delay_ms / 1000,
     )
+    issuance_store = SqlCertificateStore(database)
     try:
         await asyncio.to_thread(migrate, database)
         factory = ClientCertificateFactory(
@@ -71,12 +124,41 @@ async def start(
         )
         issuance = IssuanceService(
             factory=factory,
-            store=SqlCertificateStore(database),
+            store=issuance_store,
             clock=clock,
             chain=(loaded.issuing, loaded.root),
             pkcs12_kdf_rounds=settings.pkcs12_kdf_rounds,
         )
-        servicer = CertificateAuthorityServicer(issuance, clock)
+        redis = connect_redis(settings.redis_url)
+        lockouts = RedisLockoutStore(
+            redis, settings.redis_prefix, lock_duration=timedelta(seconds=settings.lock_seconds)
+        )
+        passwords = Argon2Passwords(
+            time_cost=settings.password_hash_time_cost, memory_kib=settings.password_hash_memory_kib
+        )
+        accounts = SqlAccountStore(database)
+        code_key = settings.code_key.reveal().encode() if settings.code_key else files.code_key()
+        enrollment = EnrollmentService(
+            accounts=accounts,
+            certificates=issuance_store,
+            lockouts=lockouts,
+            codes_store=RedisCodeStore(redis, settings.redis_prefix),
+            passwords=passwords,
+            issuance=issuance,
+            clock=clock,
+            code_key=code_key,
+            times=EnrollmentTimes(code_ttl=timedelta(seconds=settings.code_ttl_seconds)),
+        )
+        account_service = AccountService(
+            accounts=accounts,
+            lockouts=lockouts,
+            passwords=passwords,
+            clock=clock,
+            initial_password_ttl=timedelta(days=settings.initial_password_days),
+        )
+        servicer = CertificateAuthorityServicer(
+            issuance, clock, enrollment, account_service, SqlOutbox(database)
+        )
         server, port, health_servicer = build_server(
             servicer, loaded.grpc_server, settings.grpc_address, reuse_port=reuse_port
         )
@@ -87,7 +169,21 @@ async def start(
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set("", serving)
     await health_servicer.set(SERVICE_NAME, serving)
-    return Application(database, server, port, health_servicer)
+    app = Application(database, server, port, health_servicer, redis)
+    if settings.mail_worker:
+        delivery = _mail_delivery(settings, database, clock)
+        app.background.append(asyncio.create_task(delivery.run(app.stopping)))
+        app.background.append(
+            asyncio.create_task(
+                _every(
+                    settings.notice_interval_seconds,
+                    app.stopping,
+                    lambda: queue_certificate_notices(database, clock.now()),
+                    "queueing certificate notices",
+                )
+            )
+        )
+    return app
 
 
 async def serve(settings: Settings, *, reuse_port: bool = False) -> None:

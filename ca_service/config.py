@@ -67,6 +67,14 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0")
+
+
 def _non_negative_int(value: str) -> int:
     number = int(value)
     if number < 0:
@@ -165,6 +173,69 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting("log_level", "INFO", "Python logging level."),
+    Setting(
+        "redis_url",
+        "redis://127.0.0.1:6379/0",
+        "Redis holding the lockout counters, "
+        "authentication codes and issuance tickets; shared by every ca-service process.",
+    ),
+    Setting("redis_prefix", "ca:", "Prefix of every Redis key this service writes."),
+    Setting(
+        "code_key",
+        None,
+        "Secret key of the MACs under which authentication codes are "
+        "stored; or give `CA_CODE_KEY_FILE`. Default: the file `secrets/code-key` in the "
+        "data directory, made by `init` (every process must share it).",
+        secret=True,
+    ),
+    Setting("smtp_host", "127.0.0.1", "SMTP server the mail worker delivers to."),
+    Setting("smtp_port", "25", "SMTP port.", _positive_int),
+    Setting("smtp_security", "none", "`none`, `starttls` or `tls` (implicit TLS)."),
+    Setting("smtp_username", None, "SMTP user name, if the server wants one."),
+    Setting("smtp_password", None, "SMTP password; or give `CA_SMTP_PASSWORD_FILE`.", secret=True),
+    Setting("mail_from", "ca@example.jp", "From address of every mail."),
+    Setting(
+        "mail_worker",
+        "1",
+        "`1`: this process also delivers queued mail and queues "
+        "the renewal/expiry notices; `0`: it only queues.",
+        _flag,
+    ),
+    Setting(
+        "mail_poll_seconds", "2", "How often the mail worker looks for due mail.", _positive_int
+    ),
+    Setting(
+        "notice_interval_seconds",
+        "300",
+        "How often renewal and expiry notices are looked for (SPEC C3).",
+        _positive_int,
+    ),
+    Setting(
+        "password_hash_memory_kib",
+        "19456",
+        "Argon2id memory per password hash "
+        "(KiB); raising it re-hashes passwords at their next successful use.",
+        _positive_int,
+    ),
+    Setting("password_hash_time_cost", "2", "Argon2id passes per password hash.", _positive_int),
+    Setting(
+        "initial_password_days",
+        "14",
+        "Days an operator-issued initial password stays valid.",
+        _positive_int,
+    ),
+    Setting(
+        "lock_seconds",
+        "3600",
+        "SPEC B3's 60-minute lock; change only for tests with real short durations.",
+        _positive_int,
+    ),
+    Setting(
+        "code_ttl_seconds",
+        "1800",
+        "SPEC B2's 30-minute code validity; change only for tests with real short durations.",
+        _positive_int,
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -186,6 +257,23 @@ class Settings:
     client_profile: ClientCertificateProfile
     pkcs12_kdf_rounds: int
     log_level: str
+    redis_url: str
+    redis_prefix: str
+    code_key: Secret | None
+    smtp_host: str
+    smtp_port: int
+    smtp_security: str
+    smtp_username: str | None
+    smtp_password: Secret | None
+    mail_from: str
+    mail_worker: bool
+    mail_poll_seconds: int
+    notice_interval_seconds: int
+    password_hash_memory_kib: int
+    password_hash_time_cost: int
+    initial_password_days: int
+    lock_seconds: int
+    code_ttl_seconds: int
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -285,8 +373,33 @@ def load_settings(
         client_profile=client_profile,
         pkcs12_kdf_rounds=parsed("pkcs12_kdf_rounds"),
         log_level=str(parsed("log_level")).upper(),
+        redis_url=parsed("redis_url"),
+        redis_prefix=parsed("redis_prefix"),
+        code_key=Secret(raw["code_key"]) if raw["code_key"] else None,
+        smtp_host=parsed("smtp_host"),
+        smtp_port=parsed("smtp_port"),
+        smtp_security=_choice(
+            parsed("smtp_security"), ("none", "starttls", "tls"), "CA_SMTP_SECURITY"
+        ),
+        smtp_username=parsed("smtp_username"),
+        smtp_password=Secret(raw["smtp_password"]) if raw["smtp_password"] else None,
+        mail_from=parsed("mail_from"),
+        mail_worker=parsed("mail_worker"),
+        mail_poll_seconds=parsed("mail_poll_seconds"),
+        notice_interval_seconds=parsed("notice_interval_seconds"),
+        password_hash_memory_kib=parsed("password_hash_memory_kib"),
+        password_hash_time_cost=parsed("password_hash_time_cost"),
+        initial_password_days=parsed("initial_password_days"),
+        lock_seconds=parsed("lock_seconds"),
+        code_ttl_seconds=parsed("code_ttl_seconds"),
         sources=sources,
     )
+
+
+def _choice(value: str, choices: tuple[str, ...], env: str) -> str:
+    if value not in choices:
+        raise ConfigurationError(f"{env}: must be one of {', '.join(choices)}")
+    return value
 
 
 def configuration_reference() -> str:

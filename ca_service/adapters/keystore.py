@@ -11,7 +11,9 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -151,6 +153,7 @@ class CaFiles:
         _write(self.path("grpc", "server.pem"), _pem(server_der))
         _write(self.path("grpc", "key.pem"), encrypt_private_key(server_key, passphrase), 0o600)
         self._issue_client(services, services_key, profile, "operator", Role.OPERATOR, now)
+        self.code_key()
 
     def _issue_client(
         self,
@@ -209,6 +212,18 @@ class CaFiles:
             raise ConfigurationError(
                 f"cannot read {path}: {exc.strerror}; run `ca-service init` first"
             ) from None
+
+    def code_key(self) -> bytes:
+        """The key of the authentication-code MACs, shared by every process using this data
+        directory; made on first use (O_EXCL: when two processes race, one file wins)."""
+        path = self.path("secrets", "code-key")
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                _write(path, secrets.token_hex(32).encode() + b"\n", 0o600)
+        try:
+            return bytes.fromhex(path.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot read the code key {path}: {exc}") from None
 
     def load(self, passphrase: bytes) -> LoadedCa:
         if not self.exists():

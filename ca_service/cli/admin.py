@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from ca_service.api import pb
 from ca_service.cli.common import fail
 from ca_service.client import api_error, secure_channel, stub
 from ca_service.config import load_settings
+from ca_service.domain.validity import JAPAN
 from ca_service.errors import CAError
 
 __all__ = ["main"]
@@ -76,6 +78,40 @@ def _parser() -> argparse.ArgumentParser:
     listing = cert.add_parser("list", help="list a user's certificates")
     listing.add_argument("--user", required=True)
 
+    org = groups.add_parser("org", help="organisations").add_subparsers(
+        dest="action", required=True
+    )
+    org_create = org.add_parser(
+        "create", help="create an organisation; prints the master user's initial password once"
+    )
+    org_create.add_argument("--name", required=True)
+    org_create.add_argument("--id", default="", help="organisation ID (default: generated)")
+
+    user = groups.add_parser("user", help="users").add_subparsers(dest="action", required=True)
+    user_create = user.add_parser(
+        "create", help="register a general user; prints its initial password once"
+    )
+    user_create.add_argument("--org", required=True, help="organisation ID")
+    user_create.add_argument("--user", required=True)
+    user_create.add_argument("--email", required=True)
+    user_show = user.add_parser("show", help="a user's state: active, locked until, blocked")
+    user_show.add_argument("user_id", metavar="USER")
+    user_list = user.add_parser("list", help="the users of an organisation")
+    user_list.add_argument("--org", required=True, help="organisation ID")
+    user_unlock = user.add_parser("unlock", help="clear a lock or block")
+    user_unlock.add_argument("user_id", metavar="USER")
+    user_reset = user.add_parser(
+        "reset-password", help="issue a new initial password; printed once"
+    )
+    user_reset.add_argument("user_id", metavar="USER")
+
+    mail = groups.add_parser("mail", help="the mail outbox").add_subparsers(
+        dest="action", required=True
+    )
+    mail_list = mail.add_parser("list", help="queued and sent mail with status")
+    mail_list.add_argument("--status", choices=["pending", "sent", "failed", "expired"])
+    mail_list.add_argument("--limit", type=int, default=50)
+
     ca = groups.add_parser("ca", help="the CA itself").add_subparsers(dest="action", required=True)
     chain = ca.add_parser("chain", help="print the issuing and root CA certificates")
     chain.add_argument("--out", type=Path, help="write the PEM chain here")
@@ -125,6 +161,45 @@ def _human(message: pb.Certificate) -> str:
             f"not before:   {stamp(message.not_before)}",
             f"not after:    {stamp(message.not_after)}",
             f"issued at:    {stamp(message.issued_at)}",
+        ]
+    )
+
+
+_USER_STATES = {
+    pb.USER_STATE_ACTIVE: "active",
+    pb.USER_STATE_LOCKED: "locked",
+    pb.USER_STATE_BLOCKED: "blocked",
+}
+_USER_ROLES = {pb.USER_ROLE_MASTER: "master", pb.USER_ROLE_GENERAL: "general"}
+
+
+def _user_dict(message: pb.User) -> dict[str, Any]:
+    data = MessageToDict(message, preserving_proto_field_name=True)
+    data["state"] = _USER_STATES.get(message.state, "unknown")
+    data["role"] = _USER_ROLES.get(message.role, "unknown")
+    data["lock_count"] = message.lock_count
+    data["consecutive_failures"] = message.consecutive_failures
+    return data
+
+
+def _user_state(message: pb.User) -> str:
+    state = _USER_STATES.get(message.state, "unknown")
+    if message.state == pb.USER_STATE_LOCKED:
+        until = message.locked_until.ToDatetime(tzinfo=UTC).astimezone(JAPAN)
+        state += f" until {until:%Y-%m-%d %H:%M} JST"
+    return state
+
+
+def _human_user(message: pb.User) -> str:
+    return "\n".join(
+        [
+            f"user:         {message.user_id}",
+            f"organization: {message.organization_name} ({message.organization_id})",
+            f"role:         {_USER_ROLES.get(message.role, 'unknown')}",
+            f"e-mail:       {message.email}",
+            f"state:        {_user_state(message)}",
+            f"locks:        {message.lock_count} (wrong passwords in a row: "
+            f"{message.consecutive_failures})",
         ]
     )
 
@@ -192,6 +267,86 @@ def _run(args: argparse.Namespace, call: Any) -> None:
             else f"no certificates for {args.user}"
         )
         _emit(args, [_certificate_dict(c) for c in certificates.certificates], human)
+    elif args.group == "org" and args.action == "create":
+        created = call.CreateOrganization(
+            pb.CreateOrganizationRequest(name=args.name, organization_id=args.id)
+        )
+        expires = created.initial_password_expires_at.ToDatetime(tzinfo=UTC).astimezone(JAPAN)
+        data = {
+            "organization_id": created.organization.organization_id,
+            "name": created.organization.name,
+            "initial_password": created.initial_password,
+            "initial_password_expires_at": expires.isoformat(),
+        }
+        _emit(
+            args,
+            data,
+            "\n".join(
+                [
+                    f"organization: {created.organization.name} "
+                    f"({created.organization.organization_id})",
+                    "initial password for the master user (shown once): "
+                    f"{created.initial_password}",
+                    f"valid until:  {expires:%Y-%m-%d %H:%M} JST",
+                ]
+            ),
+        )
+    elif args.group == "user" and args.action == "create":
+        created_user = call.CreateUser(
+            pb.CreateUserRequest(organization_id=args.org, user_id=args.user, email=args.email)
+        )
+        _emit(
+            args,
+            _user_dict(created_user.user) | {"initial_password": created_user.initial_password},
+            _human_user(created_user.user)
+            + f"\ninitial password (shown once): {created_user.initial_password}",
+        )
+    elif args.group == "user" and args.action == "show":
+        shown = call.GetUser(pb.GetUserRequest(user_id=args.user_id))
+        _emit(args, _user_dict(shown), _human_user(shown))
+    elif args.group == "user" and args.action == "list":
+        listed = call.ListUsers(pb.ListUsersRequest(organization_id=args.org)).users
+        rows = [
+            f"{u.user_id:<12}  {_USER_ROLES.get(u.role, '?'):<7}  {_user_state(u):<30}  {u.email}"
+            for u in listed
+        ]
+        _emit(
+            args,
+            [_user_dict(u) for u in listed],
+            "\n".join(rows) if rows else f"no users in {args.org}",
+        )
+    elif args.group == "user" and args.action == "unlock":
+        unlocked = call.UnlockUser(pb.UnlockUserRequest(user_id=args.user_id))
+        _emit(args, _user_dict(unlocked), _human_user(unlocked))
+    elif args.group == "user" and args.action == "reset-password":
+        reset = call.ResetPassword(pb.ResetPasswordRequest(user_id=args.user_id))
+        reset_data: dict[str, Any] = {
+            "user_id": args.user_id,
+            "initial_password": reset.initial_password,
+        }
+        human = f"new initial password for {args.user_id} (shown once): {reset.initial_password}"
+        if reset.HasField("expires_at"):
+            expires = reset.expires_at.ToDatetime(tzinfo=UTC).astimezone(JAPAN)
+            reset_data["expires_at"] = expires.isoformat()
+            human += (
+                f"\nvalid until {expires:%Y-%m-%d %H:%M} JST; the master user registers "
+                "again with it (マスターユーザーの初期登録)"
+            )
+        _emit(args, reset_data, human)
+    elif args.group == "mail" and args.action == "list":
+        mail = call.ListMail(pb.ListMailRequest(status=args.status or "", limit=args.limit)).mail
+        rows = [
+            f"{m.id:>6}  {m.status:<8}  {m.kind:<8}  {m.attempts:>3}  "
+            f"{m.created_at.ToDatetime(tzinfo=UTC).astimezone(JAPAN):%Y-%m-%d %H:%M}  "
+            f"{m.recipient}  {m.subject}" + (f"  [{m.last_error}]" if m.last_error else "")
+            for m in mail
+        ]
+        header = "    id  status    kind      try  queued (JST)      recipient  subject"
+        _emit(
+            args,
+            [MessageToDict(m, preserving_proto_field_name=True) for m in mail],
+            "\n".join([header, *rows]) if rows else "no mail",
+        )
     elif args.group == "ca" and args.action == "chain":
         response = call.GetCaChain(pb.GetCaChainRequest())
         if args.out:

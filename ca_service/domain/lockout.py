@@ -73,8 +73,13 @@ def access(state: LockoutState, now: datetime) -> Access:
     return Access.OPEN
 
 
-def transition(state: LockoutState, event: Event, now: datetime) -> LockoutState:
-    """The state after ``event`` at ``now``; raises ValueError for an illegal move."""
+def transition(
+    state: LockoutState, event: Event, now: datetime, lock_duration: timedelta = LOCK_DURATION
+) -> LockoutState:
+    """The state after ``event`` at ``now``; raises ValueError for an illegal move.
+
+    ``lock_duration`` is SPEC B3's 60 minutes; only tests with real short durations set
+    another value."""
     if event is Event.UNLOCK:
         # SPEC B4/B6: an unlock clears the lock or block and resets both counts.
         return LockoutState()
@@ -89,4 +94,4 @@ def transition(state: LockoutState, event: Event, now: datetime) -> LockoutState
     locks = state.locks + 1
     if locks == LOCKS_TO_BLOCK:
         return LockoutState(failures=0, locks=locks, locked_until=None, blocked=True)
-    return LockoutState(failures=0, locks=locks, locked_until=now + LOCK_DURATION)
+    return LockoutState(failures=0, locks=locks, locked_until=now + lock_duration)

@@ -17,12 +17,28 @@ __all__ = ["METHOD_ROLES", "OPEN_SERVICE_PREFIXES", "allowed_roles", "role_from_
 _SERVICE = "/ca.v1.CertificateAuthority/"
 _ALL = frozenset(Role)
 
+_OPERATOR = frozenset({Role.OPERATOR})
+_GATEWAY = frozenset({Role.GATEWAY})
+_ADMINISTRATION = frozenset({Role.OPERATOR, Role.GATEWAY})
+
 METHOD_ROLES: Mapping[str, frozenset[Role]] = {
     _SERVICE + "SignCsr": frozenset({Role.OPERATOR, Role.SERVICE}),
-    _SERVICE + "IssueCertificate": frozenset({Role.OPERATOR, Role.SERVICE}),
+    # A gateway may issue only against an issuance ticket (checked by the servicer).
+    _SERVICE + "IssueCertificate": _ALL,
     _SERVICE + "GetCertificate": _ALL,
     _SERVICE + "ListCertificates": _ALL,
     _SERVICE + "GetCaChain": _ALL,
+    _SERVICE + "StartAuthentication": _GATEWAY,
+    _SERVICE + "VerifyCode": _GATEWAY,
+    _SERVICE + "CreateOrganization": _OPERATOR,
+    _SERVICE + "RegisterMaster": _ADMINISTRATION,
+    # A gateway acts for a master user (acting_user_id); the operator for itself.
+    _SERVICE + "CreateUser": _ADMINISTRATION,
+    _SERVICE + "GetUser": _ADMINISTRATION,
+    _SERVICE + "ListUsers": _ADMINISTRATION,
+    _SERVICE + "UnlockUser": _ADMINISTRATION,
+    _SERVICE + "ResetPassword": _ADMINISTRATION,
+    _SERVICE + "ListMail": _OPERATOR,
 }
 
 # Health checking and reflection answer any caller that passed the mTLS handshake.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -13,9 +14,14 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ca_service.adapters.grpc.auth import allowed_roles, role_from_pem
+from ca_service.domain.profiles import Role
 from ca_service.errors import ERROR_DOMAIN, CAError, PermissionDenied, Unauthenticated
 
-__all__ = ["AuthorizationInterceptor", "abort_with", "status_for"]
+__all__ = ["CALLER_ROLE", "AuthorizationInterceptor", "abort_with", "status_for"]
+
+# The authorised caller's role, for servicers whose rules depend on it; each call runs in
+# its own task, so the value never leaks between calls.
+CALLER_ROLE: contextvars.ContextVar[Role] = contextvars.ContextVar("caller_role")
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ def _authorize(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None
         role = _caller_role(context)
         if role not in roles:
             raise PermissionDenied(f"role {role.value} may not call {method}")
+        CALLER_ROLE.set(role)
 
 
 async def _map_error(

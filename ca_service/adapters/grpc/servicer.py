@@ -10,10 +10,17 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ca_service.adapters.grpc.interceptors import CALLER_ROLE
+from ca_service.adapters.mail.outbox import OutboxRow, SqlOutbox
 from ca_service.api import pb, pb_grpc
+from ca_service.domain.accounts import AccountRole
+from ca_service.domain.lockout import Access, access
+from ca_service.domain.profiles import Role
 from ca_service.domain.records import CertificateRecord, CertificateStatus, KeySource, status_at
-from ca_service.errors import InvalidArgument
+from ca_service.errors import InvalidArgument, PermissionDenied, Unavailable
 from ca_service.ports import Clock
+from ca_service.services.accounts import AccountService, UserView
+from ca_service.services.enrollment import EnrollmentService
 from ca_service.services.issuance import IssuanceService
 
 __all__ = ["CertificateAuthorityServicer", "certificate_message"]
@@ -49,10 +56,64 @@ def certificate_message(record: CertificateRecord, now: datetime) -> pb.Certific
     )
 
 
+_ROLE = {AccountRole.MASTER: pb.USER_ROLE_MASTER, AccountRole.GENERAL: pb.USER_ROLE_GENERAL}
+_ACCESS = {
+    Access.OPEN: pb.USER_STATE_ACTIVE,
+    Access.LOCKED: pb.USER_STATE_LOCKED,
+    Access.BLOCKED: pb.USER_STATE_BLOCKED,
+}
+
+
+def user_message(view: UserView) -> pb.User:
+    account, lockout = view.account, view.lockout
+    state = access(lockout, view.now)
+    if account.blocked_at is not None:
+        state = Access.BLOCKED
+    message = pb.User(
+        user_id=account.user_id,
+        organization_id=account.organization_id,
+        organization_name=account.organization_name,
+        role=_ROLE[account.role],
+        email=account.email,
+        state=_ACCESS[state],
+        lock_count=lockout.locks,
+        consecutive_failures=lockout.failures,
+        created_at=_timestamp(account.created_at),
+    )
+    if state is Access.LOCKED and lockout.locked_until is not None:
+        message.locked_until.CopyFrom(_timestamp(lockout.locked_until))
+    return message
+
+
+def _acting(acting_user_id: str) -> str:
+    """A gateway always acts for a master user; the operator never does."""
+    role = CALLER_ROLE.get(None)
+    if role is Role.GATEWAY and not acting_user_id:
+        raise PermissionDenied(
+            "a gateway must name the master user it acts for", metadata={"field": "acting_user_id"}
+        )
+    if role is Role.OPERATOR and acting_user_id:
+        raise InvalidArgument(
+            "the operator acts for itself; leave acting_user_id empty",
+            metadata={"field": "acting_user_id"},
+        )
+    return acting_user_id
+
+
 class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
-    def __init__(self, issuance: IssuanceService, clock: Clock) -> None:
+    def __init__(
+        self,
+        issuance: IssuanceService,
+        clock: Clock,
+        enrollment: EnrollmentService | None = None,
+        accounts: AccountService | None = None,
+        outbox: SqlOutbox | None = None,
+    ) -> None:
         self._issuance = issuance
         self._clock = clock
+        self._enrollment = enrollment
+        self._accounts = accounts
+        self._outbox = outbox
         chain = issuance.chain
         self._chain_response = pb.GetCaChainResponse(
             certificates=[certificate.public_bytes(Encoding.DER) for certificate in chain],
@@ -65,9 +126,40 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         )
         return pb.SignCsrResponse(certificate=certificate_message(record, self._clock.now()))
 
+    @property
+    def enrollment(self) -> EnrollmentService:
+        if self._enrollment is None:
+            raise Unavailable("enrollment is not configured on this server")
+        return self._enrollment
+
+    @property
+    def accounts(self) -> AccountService:
+        if self._accounts is None:
+            raise Unavailable("accounts are not configured on this server")
+        return self._accounts
+
     async def IssueCertificate(
         self, request: pb.IssueCertificateRequest, context: Context
     ) -> pb.IssueCertificateResponse:
+        if request.issuance_ticket:
+            if request.csr:
+                record = await self.enrollment.sign_csr(request.issuance_ticket, request.csr)
+                return pb.IssueCertificateResponse(
+                    certificate=certificate_message(record, self._clock.now())
+                )
+            issued = await self.enrollment.issue_pkcs12(
+                request.issuance_ticket, request.pkcs12_password
+            )
+            return pb.IssueCertificateResponse(
+                certificate=certificate_message(issued.record, self._clock.now()),
+                pkcs12=issued.pkcs12,
+                file_name=issued.file_name,
+            )
+        if CALLER_ROLE.get(None) is Role.GATEWAY:
+            raise PermissionDenied(
+                "a gateway issues only against an issuance ticket",
+                metadata={"field": "issuance_ticket"},
+            )
         issued = await self._issuance.issue_with_server_key(
             user_id=request.user_id,
             organization=request.organization,
@@ -106,3 +198,129 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         self, request: pb.GetCaChainRequest, context: Context
     ) -> pb.GetCaChainResponse:
         return self._chain_response
+
+    # -- enrollment -----------------------------------------------------------------------
+
+    async def StartAuthentication(
+        self, request: pb.StartAuthenticationRequest, context: Context
+    ) -> pb.StartAuthenticationResponse:
+        started = await self.enrollment.start_authentication(request.user_id, request.password)
+        return pb.StartAuthenticationResponse(
+            session_handle=started.session_handle,
+            code_expires_at=_timestamp(started.code_expires_at),
+            masked_email=started.masked_email,
+        )
+
+    async def VerifyCode(
+        self, request: pb.VerifyCodeRequest, context: Context
+    ) -> pb.VerifyCodeResponse:
+        verified = await self.enrollment.verify_code(request.session_handle, request.code)
+        return pb.VerifyCodeResponse(
+            issuance_ticket=verified.ticket,
+            ticket_expires_at=_timestamp(verified.ticket_expires_at),
+            user_id=verified.user_id,
+        )
+
+    # -- accounts -------------------------------------------------------------------------
+
+    async def CreateOrganization(
+        self, request: pb.CreateOrganizationRequest, context: Context
+    ) -> pb.CreateOrganizationResponse:
+        organization, secret = await self.accounts.create_organization(
+            request.name, request.organization_id
+        )
+        response = pb.CreateOrganizationResponse(
+            organization=pb.Organization(
+                organization_id=organization.organization_id,
+                name=organization.name,
+                created_at=_timestamp(organization.created_at),
+            ),
+            initial_password=secret.value,
+        )
+        if secret.expires_at is not None:
+            response.initial_password_expires_at.CopyFrom(_timestamp(secret.expires_at))
+        return response
+
+    async def RegisterMaster(self, request: pb.RegisterMasterRequest, context: Context) -> pb.User:
+        account = await self.accounts.register_master(
+            organization_id=request.organization_id,
+            initial_password=request.initial_password,
+            user_id=request.user_id,
+            password=request.password,
+            email=request.email,
+        )
+        return user_message(await self.accounts.user(acting_user_id="", user_id=account.user_id))
+
+    async def CreateUser(
+        self, request: pb.CreateUserRequest, context: Context
+    ) -> pb.CreateUserResponse:
+        account, secret = await self.accounts.create_user(
+            acting_user_id=_acting(request.acting_user_id),
+            organization_id=request.organization_id,
+            user_id=request.user_id,
+            email=request.email,
+        )
+        view = await self.accounts.user(acting_user_id="", user_id=account.user_id)
+        return pb.CreateUserResponse(user=user_message(view), initial_password=secret.value)
+
+    async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.User:
+        return user_message(
+            await self.accounts.user(
+                acting_user_id=_acting(request.acting_user_id), user_id=request.user_id
+            )
+        )
+
+    async def ListUsers(
+        self, request: pb.ListUsersRequest, context: Context
+    ) -> pb.ListUsersResponse:
+        views = await self.accounts.users(
+            acting_user_id=_acting(request.acting_user_id), organization_id=request.organization_id
+        )
+        return pb.ListUsersResponse(users=[user_message(view) for view in views])
+
+    async def UnlockUser(self, request: pb.UnlockUserRequest, context: Context) -> pb.User:
+        return user_message(
+            await self.accounts.unlock(
+                acting_user_id=_acting(request.acting_user_id), user_id=request.user_id
+            )
+        )
+
+    async def ResetPassword(
+        self, request: pb.ResetPasswordRequest, context: Context
+    ) -> pb.ResetPasswordResponse:
+        secret = await self.accounts.reset_password(
+            acting_user_id=_acting(request.acting_user_id), user_id=request.user_id
+        )
+        response = pb.ResetPasswordResponse(initial_password=secret.value)
+        if secret.expires_at is not None:
+            response.expires_at.CopyFrom(_timestamp(secret.expires_at))
+        return response
+
+    async def ListMail(self, request: pb.ListMailRequest, context: Context) -> pb.ListMailResponse:
+        if self._outbox is None:
+            raise Unavailable("mail is not configured on this server")
+        if request.status not in ("", "pending", "sent", "failed", "expired"):
+            raise InvalidArgument(
+                "status must be pending, sent, failed or expired", metadata={"field": "status"}
+            )
+        rows = await self._outbox.list(
+            limit=min(request.limit or 100, 1000), status=request.status or None
+        )
+        return pb.ListMailResponse(mail=[_mail_item(row) for row in rows])
+
+
+def _mail_item(row: OutboxRow) -> pb.MailItem:
+    item = pb.MailItem(
+        id=row.id,
+        kind=row.kind,
+        recipient=row.recipient,
+        subject=row.subject,
+        status=row.status,
+        attempts=row.attempts,
+        created_at=_timestamp(row.created_at),
+        next_attempt_at=_timestamp(row.next_attempt_at),
+        last_error=row.last_error or "",
+    )
+    if row.sent_at is not None:
+        item.sent_at.CopyFrom(_timestamp(row.sent_at))
+    return item

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from ca_service.errors import ConfigurationError, StoreError
+from ca_service.errors import CAError, ConfigurationError, StoreError
 
 __all__ = ["Cursor", "Database", "IntegrityError", "open_database"]
 
@@ -46,6 +46,8 @@ class _DbApiCursor(Protocol):
     def executemany(self, sql: str, params: Sequence[Sequence[Any]], /) -> Any: ...
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
+    @property
+    def rowcount(self) -> int: ...
 
 
 class Cursor:
@@ -64,6 +66,10 @@ class Cursor:
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._raw.executemany(self._sql(sql), rows)
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._raw.rowcount)
 
     def fetchone(self) -> tuple[Any, ...] | None:
         row = self._raw.fetchone()
@@ -226,31 +232,41 @@ class Database:
             last_commit = time.monotonic()
 
     def _run_group(self, batch: list[_Job]) -> None:
-        connection = self._writer_connection
-        try:
-            self._run_in_transaction(connection, batch)
-        except connection.integrity_errors:
-            # One job broke a constraint: run each alone so that only it fails.
+        grouped = False
+        if len(batch) > 1:
+            try:
+                self._run_in_transaction(self._writer_connection, batch)
+                grouped = True
+            except Exception:
+                # Something in the group failed (a constraint, a business rule, the
+                # connection): the group was rolled back; run each alone so that only the
+                # guilty transaction fails.
+                log.debug("group of %d failed; retrying one by one", len(batch))
+        if not grouped:
             for job in batch:
-                job.error = None
-                try:
-                    self._run_in_transaction(connection, [job])
-                except connection.integrity_errors as exc:
-                    job.error = IntegrityError(str(exc))
-                except Exception as exc:
-                    job.error = exc
-        except Exception as exc:
-            log.error("group commit of %d transactions failed: %s", len(batch), type(exc).__name__)
-            failure = StoreError(f"database write failed: {type(exc).__name__}")
-            for job in batch:
-                job.error = failure
-            self._reconnect_writer()
+                self._run_alone(job)
         for job in batch:
             job.loop.call_soon_threadsafe(_settle, job)
 
+    def _run_alone(self, job: _Job) -> None:
+        connection = self._writer_connection
+        job.result, job.error = None, None
+        try:
+            self._run_in_transaction(connection, [job])
+        except connection.integrity_errors as exc:
+            job.error = IntegrityError(str(exc))
+        except CAError as exc:
+            job.error = exc
+        except Exception as exc:
+            log.error("database write failed: %s", type(exc).__name__)
+            job.error = StoreError(f"database write failed: {type(exc).__name__}")
+            self._reconnect_writer()
+
     @staticmethod
     def _run_in_transaction(connection: _Connection, batch: list[_Job]) -> None:
-        connection.begin()
+        # IMMEDIATE takes SQLite's write lock up front, so a job that reads before it writes
+        # waits (busy_timeout) for another process's commit instead of failing with BUSY.
+        connection.begin(immediate=True)
         try:
             cursor = connection.cursor()
             for job in batch:

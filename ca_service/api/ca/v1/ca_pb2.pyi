@@ -23,6 +23,19 @@ class KeySource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_SOURCE_UNSPECIFIED: _ClassVar[KeySource]
     KEY_SOURCE_CSR: _ClassVar[KeySource]
     KEY_SOURCE_SERVER: _ClassVar[KeySource]
+
+class UserRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USER_ROLE_UNSPECIFIED: _ClassVar[UserRole]
+    USER_ROLE_MASTER: _ClassVar[UserRole]
+    USER_ROLE_GENERAL: _ClassVar[UserRole]
+
+class UserState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USER_STATE_UNSPECIFIED: _ClassVar[UserState]
+    USER_STATE_ACTIVE: _ClassVar[UserState]
+    USER_STATE_LOCKED: _ClassVar[UserState]
+    USER_STATE_BLOCKED: _ClassVar[UserState]
 CERTIFICATE_STATUS_UNSPECIFIED: CertificateStatus
 CERTIFICATE_STATUS_VALID: CertificateStatus
 CERTIFICATE_STATUS_EXPIRED: CertificateStatus
@@ -31,6 +44,13 @@ CERTIFICATE_STATUS_NOT_YET_VALID: CertificateStatus
 KEY_SOURCE_UNSPECIFIED: KeySource
 KEY_SOURCE_CSR: KeySource
 KEY_SOURCE_SERVER: KeySource
+USER_ROLE_UNSPECIFIED: UserRole
+USER_ROLE_MASTER: UserRole
+USER_ROLE_GENERAL: UserRole
+USER_STATE_UNSPECIFIED: UserState
+USER_STATE_ACTIVE: UserState
+USER_STATE_LOCKED: UserState
+USER_STATE_BLOCKED: UserState
 
 class Certificate(_message.Message):
     __slots__ = ("serial_number", "fingerprint_sha256", "user_id", "organization", "status", "not_before", "not_after", "issued_at", "subject", "key_source", "der")
@@ -75,14 +95,18 @@ class SignCsrResponse(_message.Message):
     def __init__(self, certificate: _Optional[_Union[Certificate, _Mapping]] = ...) -> None: ...
 
 class IssueCertificateRequest(_message.Message):
-    __slots__ = ("user_id", "organization", "pkcs12_password")
+    __slots__ = ("user_id", "organization", "pkcs12_password", "issuance_ticket", "csr")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
     PKCS12_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    ISSUANCE_TICKET_FIELD_NUMBER: _ClassVar[int]
+    CSR_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     organization: str
     pkcs12_password: str
-    def __init__(self, user_id: _Optional[str] = ..., organization: _Optional[str] = ..., pkcs12_password: _Optional[str] = ...) -> None: ...
+    issuance_ticket: str
+    csr: bytes
+    def __init__(self, user_id: _Optional[str] = ..., organization: _Optional[str] = ..., pkcs12_password: _Optional[str] = ..., issuance_ticket: _Optional[str] = ..., csr: _Optional[bytes] = ...) -> None: ...
 
 class IssueCertificateResponse(_message.Message):
     __slots__ = ("certificate", "pkcs12", "file_name")
@@ -125,3 +149,209 @@ class GetCaChainResponse(_message.Message):
     certificates: _containers.RepeatedScalarFieldContainer[bytes]
     pem: str
     def __init__(self, certificates: _Optional[_Iterable[bytes]] = ..., pem: _Optional[str] = ...) -> None: ...
+
+class StartAuthenticationRequest(_message.Message):
+    __slots__ = ("user_id", "password")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    password: str
+    def __init__(self, user_id: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class StartAuthenticationResponse(_message.Message):
+    __slots__ = ("session_handle", "code_expires_at", "masked_email")
+    SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    CODE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    MASKED_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    session_handle: str
+    code_expires_at: _timestamp_pb2.Timestamp
+    masked_email: str
+    def __init__(self, session_handle: _Optional[str] = ..., code_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masked_email: _Optional[str] = ...) -> None: ...
+
+class VerifyCodeRequest(_message.Message):
+    __slots__ = ("session_handle", "code")
+    SESSION_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    session_handle: str
+    code: str
+    def __init__(self, session_handle: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class VerifyCodeResponse(_message.Message):
+    __slots__ = ("issuance_ticket", "ticket_expires_at", "user_id")
+    ISSUANCE_TICKET_FIELD_NUMBER: _ClassVar[int]
+    TICKET_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    issuance_ticket: str
+    ticket_expires_at: _timestamp_pb2.Timestamp
+    user_id: str
+    def __init__(self, issuance_ticket: _Optional[str] = ..., ticket_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class User(_message.Message):
+    __slots__ = ("user_id", "organization_id", "organization_name", "role", "email", "state", "locked_until", "lock_count", "consecutive_failures", "created_at")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    LOCK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    organization_id: str
+    organization_name: str
+    role: UserRole
+    email: str
+    state: UserState
+    locked_until: _timestamp_pb2.Timestamp
+    lock_count: int
+    consecutive_failures: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., organization_name: _Optional[str] = ..., role: _Optional[_Union[UserRole, str]] = ..., email: _Optional[str] = ..., state: _Optional[_Union[UserState, str]] = ..., locked_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lock_count: _Optional[int] = ..., consecutive_failures: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Organization(_message.Message):
+    __slots__ = ("organization_id", "name", "created_at")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    name: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, organization_id: _Optional[str] = ..., name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateOrganizationRequest(_message.Message):
+    __slots__ = ("name", "organization_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    organization_id: str
+    def __init__(self, name: _Optional[str] = ..., organization_id: _Optional[str] = ...) -> None: ...
+
+class CreateOrganizationResponse(_message.Message):
+    __slots__ = ("organization", "initial_password", "initial_password_expires_at")
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_PASSWORD_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    organization: Organization
+    initial_password: str
+    initial_password_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, organization: _Optional[_Union[Organization, _Mapping]] = ..., initial_password: _Optional[str] = ..., initial_password_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RegisterMasterRequest(_message.Message):
+    __slots__ = ("organization_id", "initial_password", "user_id", "password", "email")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    initial_password: str
+    user_id: str
+    password: str
+    email: str
+    def __init__(self, organization_id: _Optional[str] = ..., initial_password: _Optional[str] = ..., user_id: _Optional[str] = ..., password: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
+
+class CreateUserRequest(_message.Message):
+    __slots__ = ("acting_user_id", "organization_id", "user_id", "email")
+    ACTING_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    acting_user_id: str
+    organization_id: str
+    user_id: str
+    email: str
+    def __init__(self, acting_user_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
+
+class CreateUserResponse(_message.Message):
+    __slots__ = ("user", "initial_password")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    initial_password: str
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., initial_password: _Optional[str] = ...) -> None: ...
+
+class GetUserRequest(_message.Message):
+    __slots__ = ("user_id", "acting_user_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTING_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    acting_user_id: str
+    def __init__(self, user_id: _Optional[str] = ..., acting_user_id: _Optional[str] = ...) -> None: ...
+
+class ListUsersRequest(_message.Message):
+    __slots__ = ("organization_id", "acting_user_id")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTING_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    acting_user_id: str
+    def __init__(self, organization_id: _Optional[str] = ..., acting_user_id: _Optional[str] = ...) -> None: ...
+
+class ListUsersResponse(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedCompositeFieldContainer[User]
+    def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ...) -> None: ...
+
+class UnlockUserRequest(_message.Message):
+    __slots__ = ("user_id", "acting_user_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTING_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    acting_user_id: str
+    def __init__(self, user_id: _Optional[str] = ..., acting_user_id: _Optional[str] = ...) -> None: ...
+
+class ResetPasswordRequest(_message.Message):
+    __slots__ = ("user_id", "acting_user_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTING_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    acting_user_id: str
+    def __init__(self, user_id: _Optional[str] = ..., acting_user_id: _Optional[str] = ...) -> None: ...
+
+class ResetPasswordResponse(_message.Message):
+    __slots__ = ("initial_password", "expires_at")
+    INITIAL_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    initial_password: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, initial_password: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListMailRequest(_message.Message):
+    __slots__ = ("status", "limit")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    limit: int
+    def __init__(self, status: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class MailItem(_message.Message):
+    __slots__ = ("id", "kind", "recipient", "subject", "status", "attempts", "created_at", "sent_at", "next_attempt_at", "last_error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    kind: str
+    recipient: str
+    subject: str
+    status: str
+    attempts: int
+    created_at: _timestamp_pb2.Timestamp
+    sent_at: _timestamp_pb2.Timestamp
+    next_attempt_at: _timestamp_pb2.Timestamp
+    last_error: str
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[str] = ..., recipient: _Optional[str] = ..., subject: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class ListMailResponse(_message.Message):
+    __slots__ = ("mail",)
+    MAIL_FIELD_NUMBER: _ClassVar[int]
+    mail: _containers.RepeatedCompositeFieldContainer[MailItem]
+    def __init__(self, mail: _Optional[_Iterable[_Union[MailItem, _Mapping]]] = ...) -> None: ...

@@ -59,6 +59,56 @@ class CertificateAuthorityStub:
                 request_serializer=ca_dot_v1_dot_ca__pb2.GetCaChainRequest.SerializeToString,
                 response_deserializer=ca_dot_v1_dot_ca__pb2.GetCaChainResponse.FromString,
                 _registered_method=True)
+        self.StartAuthentication = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/StartAuthentication',
+                request_serializer=ca_dot_v1_dot_ca__pb2.StartAuthenticationRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.StartAuthenticationResponse.FromString,
+                _registered_method=True)
+        self.VerifyCode = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/VerifyCode',
+                request_serializer=ca_dot_v1_dot_ca__pb2.VerifyCodeRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.VerifyCodeResponse.FromString,
+                _registered_method=True)
+        self.CreateOrganization = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/CreateOrganization',
+                request_serializer=ca_dot_v1_dot_ca__pb2.CreateOrganizationRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.CreateOrganizationResponse.FromString,
+                _registered_method=True)
+        self.RegisterMaster = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/RegisterMaster',
+                request_serializer=ca_dot_v1_dot_ca__pb2.RegisterMasterRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.User.FromString,
+                _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/CreateUser',
+                request_serializer=ca_dot_v1_dot_ca__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.CreateUserResponse.FromString,
+                _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/GetUser',
+                request_serializer=ca_dot_v1_dot_ca__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.User.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/ListUsers',
+                request_serializer=ca_dot_v1_dot_ca__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.UnlockUser = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/UnlockUser',
+                request_serializer=ca_dot_v1_dot_ca__pb2.UnlockUserRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.User.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/ResetPassword',
+                request_serializer=ca_dot_v1_dot_ca__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
+        self.ListMail = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/ListMail',
+                request_serializer=ca_dot_v1_dot_ca__pb2.ListMailRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.ListMailResponse.FromString,
+                _registered_method=True)
 
 
 class CertificateAuthorityServicer:
@@ -101,6 +151,86 @@ class CertificateAuthorityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartAuthentication(self, request, context):
+        """--- Enrollment (SPEC B1, B2, C2) ---
+
+        Step 1: user ID and password. On success e-mails a fresh 6-digit code and returns an
+        opaque session handle. An unknown user ID and a wrong password get the same answer
+        (INVALID_CREDENTIALS); LOCKED carries the unlock time, ALREADY_ISSUED the date renewal
+        opens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyCode(self, request, context):
+        """Step 2: the code from the mail. Returns a short-lived, single-use issuance ticket that
+        IssueCertificate accepts. CODE_INVALID carries the tries left; CODE_EXPIRED means the
+        code expired, was used, was replaced by a newer one or was voided by too many tries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateOrganization(self, request, context):
+        """--- Accounts (SPEC A, B6) ---
+
+        Operator: creates an organisation and the one-time initial password of its master user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterMaster(self, request, context):
+        """A master user's initial registration with the operator's initial password.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUser(self, request, context):
+        """Operator, or a master user (acting_user_id) for its own organisation: registers a
+        general user and returns its initial password, shown once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockUser(self, request, context):
+        """Clears a lock or block: a master user for general users of its organisation, the
+        operator for anyone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """A new initial password: for a master user (operator only) a new registration password
+        of the organisation; for a general user a new login password.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMail(self, request, context):
+        """Operator: the mail outbox with delivery status (never the bodies).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CertificateAuthorityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +258,56 @@ def add_CertificateAuthorityServicer_to_server(servicer, server):
                     servicer.GetCaChain,
                     request_deserializer=ca_dot_v1_dot_ca__pb2.GetCaChainRequest.FromString,
                     response_serializer=ca_dot_v1_dot_ca__pb2.GetCaChainResponse.SerializeToString,
+            ),
+            'StartAuthentication': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartAuthentication,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.StartAuthenticationRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.StartAuthenticationResponse.SerializeToString,
+            ),
+            'VerifyCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyCode,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.VerifyCodeRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.VerifyCodeResponse.SerializeToString,
+            ),
+            'CreateOrganization': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOrganization,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.CreateOrganizationRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.CreateOrganizationResponse.SerializeToString,
+            ),
+            'RegisterMaster': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterMaster,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.RegisterMasterRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.User.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.CreateUserRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.CreateUserResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.GetUserRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.User.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.ListUsersRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'UnlockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockUser,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.UnlockUserRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.User.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'ListMail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMail,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.ListMailRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.ListMailResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +445,276 @@ class CertificateAuthority:
             '/ca.v1.CertificateAuthority/GetCaChain',
             ca_dot_v1_dot_ca__pb2.GetCaChainRequest.SerializeToString,
             ca_dot_v1_dot_ca__pb2.GetCaChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartAuthentication(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/StartAuthentication',
+            ca_dot_v1_dot_ca__pb2.StartAuthenticationRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.StartAuthenticationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/VerifyCode',
+            ca_dot_v1_dot_ca__pb2.VerifyCodeRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.VerifyCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOrganization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/CreateOrganization',
+            ca_dot_v1_dot_ca__pb2.CreateOrganizationRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.CreateOrganizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterMaster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/RegisterMaster',
+            ca_dot_v1_dot_ca__pb2.RegisterMasterRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/CreateUser',
+            ca_dot_v1_dot_ca__pb2.CreateUserRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/GetUser',
+            ca_dot_v1_dot_ca__pb2.GetUserRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/ListUsers',
+            ca_dot_v1_dot_ca__pb2.ListUsersRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/UnlockUser',
+            ca_dot_v1_dot_ca__pb2.UnlockUserRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/ResetPassword',
+            ca_dot_v1_dot_ca__pb2.ResetPasswordRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/ListMail',
+            ca_dot_v1_dot_ca__pb2.ListMailRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.ListMailResponse.FromString,
             options,
             channel_credentials,
             insecure,

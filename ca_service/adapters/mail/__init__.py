@@ -1,0 +1,1 @@
+"""E-mail: Japanese templates, the SQL outbox, and the SMTP delivery worker."""

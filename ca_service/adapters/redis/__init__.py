@@ -1,0 +1,1 @@
+"""Redis adapters: lockout counters and authentication codes, each updated by one Lua script."""

@@ -1,0 +1,139 @@
+"""Authentication codes and tickets (SPEC B2) in Redis, each change one atomic script.
+
+Keys (nothing secret: handle and ticket keys are already hashes of the bearer tokens, see
+``domain.codes.token_key``; values are user IDs, keyed MACs and numbers):
+
+- ``<prefix>code:<handle_key>``  hash {user_id, mac, tries, expires_at}
+- ``<prefix>code-of:<user_id>``  the handle key of the user's current code (B2: a new
+  request replaces the old code, so there is at most one live code per user)
+- ``<prefix>ticket:<ticket_key>`` string ``"<user_id>|<expires_at>"``
+
+``expires_at`` is whole epoch seconds, rounded *down*, so a code never outlives the instant
+it was given; it is checked against the caller's ``now`` (the rule), and Redis' TTL removes
+the key at about the same instant (housekeeping, so expired codes do not pile up).
+
+The scripts build the old code's key from the prefix, a key not declared in ``KEYS``; that
+is fine on one Redis (what we run), not on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from redis.asyncio import Redis
+
+from ca_service.adapters.redis._wire import epoch_us, text
+from ca_service.ports import CodeCheck, CodeOutcome
+
+__all__ = ["RedisCodeStore"]
+
+# KEYS[1] the new code, KEYS[2] the user's pointer. ARGV: prefix, handle key, user ID, MAC,
+# expires_at (s), TTL (ms).
+_PUT = """
+local previous = redis.call('GET', KEYS[2])
+if previous and previous ~= ARGV[2] then
+  redis.call('DEL', ARGV[1] .. 'code:' .. previous)
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'user_id', ARGV[3], 'mac', ARGV[4], 'tries', 0,
+           'expires_at', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[6])
+return 1
+"""
+
+# KEYS[1] the code. ARGV: prefix, handle key, MAC, max tries, now (epoch µs).
+# Returns {outcome, user_id, tries_left}. The MAC comparison need not be constant-time:
+# the caller cannot choose MAC values without the MAC key, so timing tells them nothing.
+_CHECK = """
+local h = redis.call('HMGET', KEYS[1], 'user_id', 'mac', 'tries', 'expires_at')
+local user_id = h[1]
+if not user_id then
+  return {'unknown'}
+end
+local pointer = ARGV[1] .. 'code-of:' .. user_id
+local function drop()
+  redis.call('DEL', KEYS[1])
+  -- Only if no newer code has replaced this one since.
+  if redis.call('GET', pointer) == ARGV[2] then
+    redis.call('DEL', pointer)
+  end
+end
+if tonumber(h[4]) * 1000000 <= tonumber(ARGV[5]) then
+  drop()
+  return {'unknown'}
+end
+if h[2] == ARGV[3] then
+  drop()
+  return {'match', user_id, 0}
+end
+local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
+local left = tonumber(ARGV[4]) - tries
+if left <= 0 then
+  drop()
+  return {'voided', user_id, 0}
+end
+return {'wrong', user_id, left}
+"""
+
+_MS = 1000
+_S = 1_000_000
+
+
+def _expiry(expires_at: datetime, now: datetime) -> tuple[int, int]:
+    """expires_at as whole epoch seconds (rounded down) and the Redis TTL in ms (≥ 1 s)."""
+    expires_us, now_us = epoch_us(expires_at), epoch_us(now)
+    if expires_us <= now_us:
+        raise ValueError(f"expires_at {expires_at} is not after now {now}")
+    expires_s = expires_us // _S
+    return expires_s, max(_MS, expires_s * _MS - now_us // _MS)
+
+
+class RedisCodeStore:
+    """:class:`ca_service.ports.CodeStore` on one Redis shared by every service process."""
+
+    def __init__(self, redis: Redis, prefix: str = "ca:") -> None:
+        self._redis = redis
+        self._prefix = prefix
+        # Registered once: later calls send EVALSHA and reload the script after a restart.
+        self._put = redis.register_script(_PUT)
+        self._check = redis.register_script(_CHECK)
+
+    async def put(
+        self, user_id: str, handle_key: str, mac: str, expires_at: datetime, now: datetime
+    ) -> None:
+        expires_s, ttl_ms = _expiry(expires_at, now)
+        await self._put(
+            keys=[f"{self._prefix}code:{handle_key}", f"{self._prefix}code-of:{user_id}"],
+            args=[self._prefix, handle_key, user_id, mac, expires_s, ttl_ms],
+        )
+
+    async def check(self, handle_key: str, mac: str, max_tries: int, now: datetime) -> CodeCheck:
+        if max_tries < 1:
+            raise ValueError("max_tries must be at least 1")
+        reply = await self._check(
+            keys=[f"{self._prefix}code:{handle_key}"],
+            args=[self._prefix, handle_key, mac, max_tries, epoch_us(now)],
+        )
+        outcome = CodeOutcome(text(reply[0]))
+        if outcome is CodeOutcome.UNKNOWN:
+            return CodeCheck(outcome)
+        return CodeCheck(outcome, user_id=text(reply[1]), tries_left=int(reply[2]))
+
+    async def put_ticket(
+        self, ticket_key: str, user_id: str, expires_at: datetime, now: datetime
+    ) -> None:
+        expires_s, ttl_ms = _expiry(expires_at, now)
+        await self._redis.set(
+            f"{self._prefix}ticket:{ticket_key}", f"{user_id}|{expires_s}", px=ttl_ms
+        )
+
+    async def take_ticket(self, ticket_key: str, now: datetime) -> str | None:
+        # GETDEL: of two concurrent takers exactly one sees the value (single use).
+        value = await self._redis.getdel(f"{self._prefix}ticket:{ticket_key}")
+        if value is None:
+            return None
+        user_id, _, expires_s = text(value).rpartition("|")
+        if int(expires_s) * _S <= epoch_us(now):
+            return None
+        return user_id

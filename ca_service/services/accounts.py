@@ -1,0 +1,303 @@
+"""Account administration (SPEC A1–A5, B6): organisations, master and general users,
+initial passwords, unlocking. The caller is the operator (``actor`` None) or a master
+user on whose behalf a gateway acts."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ca_service.adapters.mail import templates
+from ca_service.adapters.mail.outbox import OutgoingMail
+from ca_service.adapters.passwords import (
+    Argon2Passwords,
+    generate_initial_password,
+    generate_login_password,
+)
+from ca_service.adapters.sql.accounts import SqlAccountStore
+from ca_service.domain.accounts import (
+    Account,
+    AccountRole,
+    AuditEntry,
+    InitialPassword,
+    Organization,
+    email_problem,
+    may_manage,
+)
+from ca_service.domain.credentials import password_problem
+from ca_service.domain.identifiers import organization_problem, user_id_problem
+from ca_service.domain.lockout import Event, LockoutState, access
+from ca_service.errors import (
+    InvalidArgument,
+    InvalidCredentials,
+    NotFound,
+    PermissionDenied,
+)
+from ca_service.ports import Clock, LockoutStore
+
+__all__ = ["AccountService", "NewSecret", "UserView"]
+
+_ORGANIZATION_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+_ORGANIZATION_ID = re.compile(r"[A-Za-z0-9-]{4,32}")
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    account: Account
+    lockout: LockoutState
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewSecret:
+    """A password shown once to whoever asked for it; only its hash is kept."""
+
+    value: str
+    expires_at: datetime | None
+
+
+def _require(problem: str | None, reason: str, field: str) -> None:
+    if problem is not None:
+        raise InvalidArgument(problem, reason=reason, metadata={"field": field})
+
+
+class AccountService:
+    def __init__(
+        self,
+        *,
+        accounts: SqlAccountStore,
+        lockouts: LockoutStore,
+        passwords: Argon2Passwords,
+        clock: Clock,
+        initial_password_ttl: timedelta = timedelta(days=14),
+    ) -> None:
+        self._accounts = accounts
+        self._lockouts = lockouts
+        self._passwords = passwords
+        self._clock = clock
+        self._initial_ttl = initial_password_ttl
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._passwords.hash, password)
+
+    async def _actor(self, acting_user_id: str) -> Account | None:
+        """None for the operator; the acting master user's account otherwise."""
+        if not acting_user_id:
+            return None
+        actor = await self._accounts.account(acting_user_id)
+        if actor is None or actor.role is not AccountRole.MASTER:
+            raise PermissionDenied("only the operator or a master user may manage users")
+        return actor
+
+    async def _managed(self, acting_user_id: str, user_id: str) -> tuple[Account | None, Account]:
+        actor = await self._actor(acting_user_id)
+        target = await self._accounts.account(user_id)
+        if target is None or (
+            actor is not None and target.organization_id != actor.organization_id
+        ):
+            # A master user learns nothing about other organisations' users.
+            raise NotFound(f"no user {user_id}", reason="USER_NOT_FOUND")
+        if not may_manage(actor, target) and not (actor and actor.user_id == target.user_id):
+            raise PermissionDenied(
+                "a master user manages only the general users of its "
+                "organisation; master users are managed by the operator"
+            )
+        return actor, target
+
+    # -- organisations and master users (A4) ------------------------------------------
+
+    async def create_organization(
+        self, name: str, organization_id: str = ""
+    ) -> tuple[Organization, NewSecret]:
+        _require(organization_problem(name), "INVALID_ORGANIZATION", "name")
+        if organization_id and not _ORGANIZATION_ID.fullmatch(organization_id):
+            raise InvalidArgument(
+                "organization ID must be 4-32 ASCII letters, digits or '-'",
+                reason="INVALID_ORGANIZATION_ID",
+                metadata={"field": "organization_id"},
+            )
+        now = self._clock.now()
+        organization_id = organization_id or "".join(
+            secrets.choice(_ORGANIZATION_ALPHABET) for _ in range(10)
+        )
+        organization = Organization(organization_id, name, now)
+        secret = generate_initial_password()
+        initial = InitialPassword(
+            organization_id, await self._hash(secret), None, now, now + self._initial_ttl
+        )
+        await self._accounts.create_organization(
+            organization,
+            initial,
+            AuditEntry(
+                now,
+                OPERATOR,
+                "create_organization",
+                None,
+                {"organization_id": organization_id, "name": name},
+            ),
+        )
+        return organization, NewSecret(secret, initial.expires_at)
+
+    async def register_master(
+        self,
+        *,
+        organization_id: str,
+        initial_password: str,
+        user_id: str,
+        password: str,
+        email: str,
+    ) -> Account:
+        now = self._clock.now()
+        initial = await self._accounts.initial_password(organization_id)
+        ok = await asyncio.to_thread(
+            self._passwords.verify, initial.password_hash if initial else None, initial_password
+        )
+        if initial is None or not ok or now >= initial.expires_at:
+            raise InvalidCredentials(
+                "wrong organization ID or initial password, or the initial password has expired"
+            )
+        if initial.reset_user_id is not None:
+            user_id = initial.reset_user_id
+        _require(user_id_problem(user_id), "INVALID_USER_ID", "user_id")
+        _require(password_problem(password), "INVALID_PASSWORD", "password")
+        _require(email_problem(email), "INVALID_EMAIL", "email")
+        organization = await self._accounts.organization(organization_id)
+        assert organization is not None
+        account = Account(
+            user_id,
+            organization_id,
+            organization.name,
+            AccountRole.MASTER,
+            email,
+            await self._hash(password),
+            None,
+            now,
+        )
+        action = "reset_master" if initial.reset_user_id else "register_master"
+        await self._accounts.register_master(
+            initial,
+            account,
+            AuditEntry(now, user_id, action, user_id, {"organization_id": organization_id}),
+        )
+        if initial.reset_user_id is not None:
+            # A reset also clears a lock or block: the operator vouched for the person.
+            await self._lockouts.record(user_id, Event.UNLOCK, now)
+        registered = await self._accounts.account(user_id)
+        assert registered is not None
+        return registered
+
+    # -- general users (A5) -------------------------------------------------------------
+
+    async def create_user(
+        self, *, acting_user_id: str, organization_id: str, user_id: str, email: str
+    ) -> tuple[Account, NewSecret]:
+        actor = await self._actor(acting_user_id)
+        if actor is not None:
+            organization_id = organization_id or actor.organization_id
+            if organization_id != actor.organization_id:
+                raise PermissionDenied("a master user registers users of its own organisation")
+        _require(user_id_problem(user_id), "INVALID_USER_ID", "user_id")
+        _require(email_problem(email), "INVALID_EMAIL", "email")
+        organization = await self._accounts.organization(organization_id)
+        if organization is None:
+            raise NotFound(f"no organisation {organization_id}", reason="ORGANIZATION_NOT_FOUND")
+        now = self._clock.now()
+        secret = generate_login_password()
+        account = Account(
+            user_id,
+            organization_id,
+            organization.name,
+            AccountRole.GENERAL,
+            email,
+            await self._hash(secret),
+            None,
+            now,
+        )
+        await self._accounts.create_user(
+            account,
+            AuditEntry(
+                now,
+                actor.user_id if actor else OPERATOR,
+                "register_user",
+                user_id,
+                {"organization_id": organization_id},
+            ),
+        )
+        return account, NewSecret(secret, None)
+
+    # -- state, unlock, reset (B6) ------------------------------------------------------
+
+    async def user(self, *, acting_user_id: str, user_id: str) -> UserView:
+        actor = await self._actor(acting_user_id)
+        target = await self._accounts.account(user_id)
+        if target is None or (
+            actor is not None and target.organization_id != actor.organization_id
+        ):
+            raise NotFound(f"no user {user_id}", reason="USER_NOT_FOUND")
+        return UserView(target, await self._lockouts.state(user_id), self._clock.now())
+
+    async def users(self, *, acting_user_id: str, organization_id: str) -> list[UserView]:
+        actor = await self._actor(acting_user_id)
+        if actor is not None:
+            organization_id = organization_id or actor.organization_id
+            if organization_id != actor.organization_id:
+                raise PermissionDenied("a master user sees only its own organisation")
+        if await self._accounts.organization(organization_id) is None:
+            raise NotFound(f"no organisation {organization_id}", reason="ORGANIZATION_NOT_FOUND")
+        now = self._clock.now()
+        accounts = await self._accounts.accounts(organization_id)
+        states = await asyncio.gather(*(self._lockouts.state(a.user_id) for a in accounts))
+        return [UserView(a, s, now) for a, s in zip(accounts, states, strict=True)]
+
+    async def unlock(self, *, acting_user_id: str, user_id: str) -> UserView:
+        actor, target = await self._managed(acting_user_id, user_id)
+        if actor is not None and actor.user_id == target.user_id:
+            raise PermissionDenied("a master user cannot unlock itself; ask the operator")
+        now = self._clock.now()
+        change = await self._lockouts.record(user_id, Event.UNLOCK, now)
+        subject, body = templates.unlocked(user_id)
+        was = access(change.before, now).value if target.blocked_at is None else "blocked"
+        await self._accounts.set_blocked(
+            user_id,
+            None,
+            now,
+            [
+                AuditEntry(
+                    now, actor.user_id if actor else OPERATOR, "unlock", user_id, {"was": was}
+                )
+            ],
+            [OutgoingMail("unlocked", target.email, subject, body)],
+        )
+        return await self.user(acting_user_id=acting_user_id, user_id=user_id)
+
+    async def reset_password(self, *, acting_user_id: str, user_id: str) -> NewSecret:
+        actor, target = await self._managed(acting_user_id, user_id)
+        now = self._clock.now()
+        actor_name = actor.user_id if actor else OPERATOR
+        if target.role is AccountRole.MASTER:
+            if actor is not None:
+                raise PermissionDenied("a master user's password is reset by the operator")
+            secret = generate_initial_password()
+            initial = InitialPassword(
+                target.organization_id,
+                await self._hash(secret),
+                target.user_id,
+                now,
+                now + self._initial_ttl,
+            )
+            await self._accounts.put_initial_password(
+                initial, AuditEntry(now, actor_name, "reset_password", user_id, {"role": "master"})
+            )
+            return NewSecret(secret, initial.expires_at)
+        secret = generate_login_password()
+        await self._accounts.set_password(
+            user_id,
+            await self._hash(secret),
+            now,
+            [AuditEntry(now, actor_name, "reset_password", user_id, {"role": "general"})],
+        )
+        return NewSecret(secret, None)

@@ -1,0 +1,256 @@
+"""SPEC B2, B3, B9, C2 time rules through the real services on real Redis and SQLite, with
+an injected clock (never a patched datetime)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from ca_service.adapters.keystore import CaFiles
+from ca_service.adapters.mail.outbox import SqlOutbox
+from ca_service.adapters.passwords import Argon2Passwords
+from ca_service.adapters.redis.codes import RedisCodeStore
+from ca_service.adapters.redis.lockout import RedisLockoutStore
+from ca_service.adapters.sql.accounts import SqlAccountStore
+from ca_service.adapters.sql.certificates import SqlCertificateStore
+from ca_service.adapters.sql.database import Database, open_database
+from ca_service.adapters.sql.migrations import migrate
+from ca_service.config import load_settings
+from ca_service.domain.validity import renewal_opens_at
+from ca_service.errors import AlreadyIssued, CAError, InvalidCredentials, Locked
+from ca_service.pki.certificates import ClientCertificateFactory
+from ca_service.pki.signer import SoftwareSigner
+from ca_service.services.accounts import AccountService
+from ca_service.services.enrollment import EnrollmentService
+from ca_service.services.issuance import IssuanceService
+from tests.support import PASSPHRASE, ca_env, init_ca
+
+START = datetime(2026, 11, 21, 1, 0, 0, tzinfo=UTC)
+PASSWORD = "Sp3c-Rule!"
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> None:
+        self.current += delta
+
+
+@pytest.fixture(scope="module")
+def ca_files(tmp_path_factory: pytest.TempPathFactory) -> CaFiles:
+    return init_ca(tmp_path_factory.mktemp("rules") / "ca")
+
+
+@dataclass
+class World:
+    clock: FakeClock
+    database: Database
+    enrollment: EnrollmentService
+    accounts: AccountService
+    user_id: str
+    email: str
+
+    async def code_for(self, email: str) -> str:
+        rows = await self.database.read(
+            lambda c: c.execute(
+                "SELECT body FROM outbox WHERE recipient = ? AND kind = 'code' ORDER BY id DESC",
+                (email,),
+            ).fetchall()
+        )
+        match = re.search(r"(?<!\d)(\d{6})(?!\d)", rows[0][0])
+        assert match
+        return str(match.group(1))
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    database = open_database(f"sqlite:///{tmp_path / 'rules.db'}", readers=2)
+    migrate(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+async def world(ca_files: CaFiles, database: Database, redis_url: str) -> AsyncIterator[World]:
+    settings = load_settings(ca_env(ca_files.data_dir))
+    loaded = ca_files.load(PASSPHRASE.encode())
+    clock = FakeClock(START)
+    redis = Redis.from_url(redis_url)
+    factory = ClientCertificateFactory(
+        SoftwareSigner(loaded.issuing_key),
+        issuer_name=loaded.issuing.subject.public_bytes(),
+        issuer_key_id=b"\x01" * 20,
+        profile=settings.client_profile,
+    )
+    certificates = SqlCertificateStore(database)
+    issuance = IssuanceService(
+        factory=factory,
+        store=certificates,
+        clock=clock,
+        chain=(loaded.issuing, loaded.root),
+        pkcs12_kdf_rounds=1000,
+    )
+    accounts_store = SqlAccountStore(database)
+    lockouts = RedisLockoutStore(redis, "rules:")
+    passwords = Argon2Passwords(memory_kib=1024, time_cost=1)
+    enrollment = EnrollmentService(
+        accounts=accounts_store,
+        certificates=certificates,
+        lockouts=lockouts,
+        codes_store=RedisCodeStore(redis, "rules:"),
+        passwords=passwords,
+        issuance=issuance,
+        clock=clock,
+        code_key=b"k" * 32,
+    )
+    accounts = AccountService(
+        accounts=accounts_store, lockouts=lockouts, passwords=passwords, clock=clock
+    )
+    organization, initial = await accounts.create_organization("規則テスト株式会社")
+    await accounts.register_master(
+        organization_id=organization.organization_id,
+        initial_password=initial.value,
+        user_id="rules001",
+        password=PASSWORD,
+        email="rules001@example.jp",
+    )
+    yield World(clock, database, enrollment, accounts, "rules001", "rules001@example.jp")
+    await redis.aclose()
+
+
+async def _enroll(world: World) -> datetime:
+    """Authenticate, verify the mailed code, issue; returns notAfter."""
+    started = await world.enrollment.start_authentication(world.user_id, PASSWORD)
+    code = await world.code_for(world.email)
+    verified = await world.enrollment.verify_code(started.session_handle, code)
+    issued = await world.enrollment.issue_pkcs12(verified.ticket, PASSWORD)
+    return issued.record.not_after
+
+
+async def test_code_is_valid_for_exactly_30_minutes(world: World) -> None:
+    started = await world.enrollment.start_authentication(world.user_id, PASSWORD)
+    assert started.code_expires_at == START + timedelta(minutes=30)
+    code = await world.code_for(world.email)
+    world.clock.advance(timedelta(minutes=30) - timedelta(seconds=1))
+    await world.enrollment.verify_code(started.session_handle, code)
+
+    started = await world.enrollment.start_authentication(world.user_id, PASSWORD)
+    code = await world.code_for(world.email)
+    world.clock.advance(timedelta(minutes=30))
+    with pytest.raises(CAError) as caught:
+        await world.enrollment.verify_code(started.session_handle, code)
+    assert caught.value.reason == "CODE_EXPIRED"
+
+
+async def test_new_request_replaces_the_old_code(world: World) -> None:
+    first = await world.enrollment.start_authentication(world.user_id, PASSWORD)
+    first_code = await world.code_for(world.email)
+    await world.enrollment.start_authentication(world.user_id, PASSWORD)
+    with pytest.raises(CAError) as caught:
+        await world.enrollment.verify_code(first.session_handle, first_code)
+    assert caught.value.reason == "CODE_EXPIRED"
+
+
+async def test_five_wrong_codes_void_the_code(world: World) -> None:
+    started = await world.enrollment.start_authentication(world.user_id, PASSWORD)
+    code = await world.code_for(world.email)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    reasons = []
+    for _ in range(5):
+        with pytest.raises(CAError) as caught:
+            await world.enrollment.verify_code(started.session_handle, wrong)
+        reasons.append((caught.value.reason, caught.value.metadata.get("tries_left")))
+    assert reasons == [("CODE_INVALID", str(n)) for n in (4, 3, 2, 1, 0)]
+    with pytest.raises(CAError) as caught:
+        await world.enrollment.verify_code(started.session_handle, code)
+    assert caught.value.reason == "CODE_EXPIRED"
+
+
+async def test_lock_lasts_exactly_60_minutes(world: World) -> None:
+    for attempt in range(6):
+        with pytest.raises(CAError) as caught:
+            await world.enrollment.start_authentication(world.user_id, "Wr0ng-pass!")
+        assert isinstance(caught.value, Locked if attempt == 5 else InvalidCredentials)
+    world.clock.advance(timedelta(minutes=60) - timedelta(seconds=1))
+    with pytest.raises(Locked):
+        await world.enrollment.start_authentication(world.user_id, PASSWORD)
+    world.clock.advance(timedelta(seconds=1))
+    await world.enrollment.start_authentication(world.user_id, PASSWORD)
+
+
+async def test_unknown_user_and_wrong_password_answer_alike(world: World) -> None:
+    answers = []
+    for user_id, password in (
+        ("rules001", "Wr0ng-pass!"),
+        ("nobody99", "Wr0ng-pass!"),
+        ("nobody99", PASSWORD),
+    ):
+        with pytest.raises(CAError) as caught:
+            await world.enrollment.start_authentication(user_id, password)
+        error = caught.value
+        answers.append((type(error), error.reason, error.message, dict(error.metadata)))
+    assert answers[0] == answers[1] == answers[2]
+    for _ in range(5):  # unknown IDs are counted like real ones (SPEC B9)
+        with pytest.raises(CAError):
+            await world.enrollment.start_authentication("nobody99", "x")
+    with pytest.raises(Locked) as caught:
+        await world.enrollment.start_authentication("nobody99", "Wr0ng-pass!")
+    assert "locked_until" in caught.value.metadata
+
+
+async def test_renewal_window_opens_30_days_before_expiry(world: World) -> None:
+    not_after = await _enroll(world)
+    opens = renewal_opens_at(not_after)
+    world.clock.current = opens - timedelta(seconds=1)
+    with pytest.raises(AlreadyIssued) as caught:
+        await world.enrollment.start_authentication(world.user_id, PASSWORD)
+    assert caught.value.metadata["renewal_opens_at"] == opens.isoformat()
+    world.clock.current = opens
+    await world.enrollment.start_authentication(world.user_id, PASSWORD)
+
+
+async def test_reissue_after_expiry_and_after_revocation(world: World) -> None:
+    not_after = await _enroll(world)
+    world.clock.current = not_after + timedelta(seconds=1)
+    second_not_after = await _enroll(world)
+    assert second_not_after > not_after
+    # SPEC C6: once the current certificate is revoked, re-issue is allowed at once.
+    await world.database.write(
+        lambda c: c.execute(
+            "UPDATE certificates SET revoked_at = ? WHERE not_after = ?",
+            (int(world.clock.now().timestamp()), int(second_not_after.timestamp())),
+        )
+    )
+    await _enroll(world)
+
+
+async def test_ticket_is_single_use(world: World) -> None:
+    started = await world.enrollment.start_authentication(world.user_id, PASSWORD)
+    verified = await world.enrollment.verify_code(
+        started.session_handle, await world.code_for(world.email)
+    )
+    with pytest.raises(InvalidCredentials):
+        await world.enrollment.issue_pkcs12(verified.ticket, "N0t-the-login!")
+    with pytest.raises(CAError) as caught:
+        await world.enrollment.issue_pkcs12(verified.ticket, PASSWORD)
+    assert caught.value.reason == "TICKET_INVALID"
+
+
+async def test_outbox_keeps_lock_and_code_mail(world: World) -> None:
+    for _ in range(6):
+        with pytest.raises(CAError):
+            await world.enrollment.start_authentication(world.user_id, "Wr0ng-pass!")
+    rows = await SqlOutbox(world.database).list()
+    assert [row.kind for row in rows] == ["locked"]
+    await asyncio.sleep(0)
