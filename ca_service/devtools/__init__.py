@@ -1,0 +1,1 @@
+"""Tools for the demo stack and development; not used by the service itself."""
