@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-STATE = ROOT / ".stack"
+STATE = Path(os.environ.get("STACK_STATE_DIR") or ROOT / ".stack").resolve()
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 
