@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -54,6 +56,7 @@ class Application:
     port: int
     health: HealthServicer
     redis: Redis
+    pkcs12_pool: ProcessPoolExecutor
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -66,6 +69,7 @@ class Application:
         for task in self.background:
             task.cancel()
         await self.redis.aclose()
+        self.pkcs12_pool.shutdown(wait=False, cancel_futures=True)
         self.database.close()
 
 
@@ -114,6 +118,10 @@ async def start(
         commit_delay=settings.database_commit_delay_ms / 1000,
     )
     issuance_store = SqlCertificateStore(database)
+    # Spawned, not forked: a fork of a process running gRPC's threads is not safe.
+    pkcs12_pool = ProcessPoolExecutor(
+        max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")
+    )
     try:
         await asyncio.to_thread(migrate, database)
         factory = ClientCertificateFactory(
@@ -128,6 +136,7 @@ async def start(
             clock=clock,
             chain=(loaded.issuing, loaded.root),
             pkcs12_kdf_rounds=settings.pkcs12_kdf_rounds,
+            pkcs12_executor=pkcs12_pool,
         )
         redis = connect_redis(settings.redis_url)
         lockouts = RedisLockoutStore(
@@ -136,7 +145,8 @@ async def start(
         passwords = Argon2Passwords(
             time_cost=settings.password_hash_time_cost, memory_kib=settings.password_hash_memory_kib
         )
-        accounts = SqlAccountStore(database)
+        delivery = _mail_delivery(settings, database, clock) if settings.mail_worker else None
+        accounts = SqlAccountStore(database, delivery.wake if delivery else None)
         code_key = settings.code_key.reveal().encode() if settings.code_key else files.code_key()
         enrollment = EnrollmentService(
             accounts=accounts,
@@ -164,14 +174,14 @@ async def start(
         )
         await server.start()
     except BaseException:
+        pkcs12_pool.shutdown(wait=False, cancel_futures=True)
         database.close()
         raise
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set("", serving)
     await health_servicer.set(SERVICE_NAME, serving)
-    app = Application(database, server, port, health_servicer, redis)
-    if settings.mail_worker:
-        delivery = _mail_delivery(settings, database, clock)
+    app = Application(database, server, port, health_servicer, redis, pkcs12_pool)
+    if delivery is not None:
         app.background.append(asyncio.create_task(delivery.run(app.stopping)))
         app.background.append(
             asyncio.create_task(

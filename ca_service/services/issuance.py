@@ -12,12 +12,18 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from ca_service.domain.identifiers import organization_problem, user_id_problem
 from ca_service.domain.naming import client_subject_string, pkcs12_file_name
@@ -26,7 +32,7 @@ from ca_service.domain.validity import validity_for
 from ca_service.errors import AlreadyExists, InvalidArgument, InvalidCsr, NotFound, StoreError
 from ca_service.pki.certificates import ClientCertificateFactory, ClientSubject, new_serial
 from ca_service.pki.csr import CsrRejected, accepted_public_key
-from ca_service.pki.pkcs12 import build_pkcs12
+from ca_service.pki.pkcs12 import build_pkcs12_from_der
 from ca_service.ports import CertificateStore, Clock
 
 __all__ = ["IssuanceService", "IssuedKeyPair", "parse_fingerprint", "parse_serial"]
@@ -101,12 +107,17 @@ class IssuanceService:
         clock: Clock,
         chain: Sequence[x509.Certificate],
         pkcs12_kdf_rounds: int,
+        pkcs12_executor: Executor | None = None,
     ) -> None:
+        """``pkcs12_executor``: where PKCS#12 files are built (a process pool keeps their
+        GIL-holding key derivation off the event loop); None runs them in a thread."""
         self._factory = factory
         self._store = store
         self._clock = clock
         self._chain = tuple(chain)
         self._kdf_rounds = pkcs12_kdf_rounds
+        self._pkcs12_executor = pkcs12_executor
+        self._chain_der = [certificate.public_bytes(Encoding.DER) for certificate in chain]
 
     @property
     def chain(self) -> tuple[x509.Certificate, ...]:
@@ -175,19 +186,21 @@ class IssuanceService:
                 reason="INVALID_PASSWORD",
                 metadata={"field": "pkcs12_password"},
             )
-        # The key lives only in this call: it goes into the PKCS#12 and is never stored.
+        # The key lives only in this call (and, over a pipe, in the worker that builds the
+        # PKCS#12): it goes into the PKCS#12 and is never stored.
         key = ec.generate_private_key(ec.SECP256R1())
         spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         record = await self._issue(subject, spki, KeySource.SERVER)
-        certificate = x509.load_der_x509_certificate(record.der)
-        pkcs12 = await asyncio.to_thread(
-            build_pkcs12,
-            friendly_name=user_id,
-            key=key,
-            certificate=certificate,
-            chain=self._chain,
-            password=password,
-            kdf_rounds=self._kdf_rounds,
+        key_der = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+        pkcs12 = await asyncio.get_running_loop().run_in_executor(
+            self._pkcs12_executor,
+            build_pkcs12_from_der,
+            user_id,
+            key_der,
+            record.der,
+            self._chain_der,
+            password,
+            self._kdf_rounds,
         )
         return IssuedKeyPair(record, pkcs12, pkcs12_file_name(user_id, record.issued_at))
 

@@ -120,6 +120,7 @@ class MailDelivery:
         self._timeout = timeout
         self._max_attempts = max_attempts
         self._lease = lease
+        self._wakeup = asyncio.Event()
 
     async def run_once(self) -> int:
         """One round: expire dead mail, claim a batch, send it. Returns how many were sent."""
@@ -137,8 +138,24 @@ class MailDelivery:
                 # A full batch went out: more may be due now. (After a failed batch, wait:
                 # hammering a server that is down would only churn the backlog.)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._poll_interval)
+            await self._idle(stop)
+
+    def wake(self) -> None:
+        """Mail was just queued by this process: deliver it now rather than at the next
+        poll (an authentication code should not wait for a timer)."""
+        self._wakeup.set()
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        stopped = asyncio.ensure_future(stop.wait())
+        woken = asyncio.ensure_future(self._wakeup.wait())
+        try:
+            await asyncio.wait(
+                {stopped, woken}, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+            woken.cancel()
+            self._wakeup.clear()
 
     async def _round(self) -> _Round:
         now = self._clock.now()

@@ -3,7 +3,7 @@ together with its audit entry and the mail that reports it, in one transaction."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,8 +63,10 @@ def _side_effects(
 
 
 class SqlAccountStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, mail_queued: Callable[[], None] | None = None) -> None:
+        """``mail_queued`` is called after a commit that queued mail (to wake the worker)."""
         self._database = database
+        self._mail_queued = mail_queued or (lambda: None)
 
     async def create_organization(
         self, organization: Organization, initial: InitialPassword, audit: AuditEntry
@@ -264,9 +266,13 @@ class SqlAccountStore:
             _side_effects(cursor, audit, mail, now)
 
         await self._database.write(write)
+        if mail:
+            self._mail_queued()
 
     async def record(
         self, now: datetime, audit: Sequence[AuditEntry], mail: Sequence[OutgoingMail] = ()
     ) -> None:
         """Audit entries and mail that change no account row (e.g. a lock)."""
         await self._database.write(lambda cursor: _side_effects(cursor, audit, mail, now))
+        if mail:
+            self._mail_queued()
