@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -60,6 +61,7 @@ class World:
     accounts: AccountService
     user_id: str
     email: str
+    parts: dict[str, Any]
 
     async def code_for(self, email: str) -> str:
         rows = await self.database.read(
@@ -104,16 +106,17 @@ async def world(ca_files: CaFiles, database: Database, redis_url: str) -> AsyncI
     accounts_store = SqlAccountStore(database)
     lockouts = RedisLockoutStore(redis, "rules:")
     passwords = Argon2Passwords(memory_kib=1024, time_cost=1)
-    enrollment = EnrollmentService(
-        accounts=accounts_store,
-        certificates=certificates,
-        lockouts=lockouts,
-        codes_store=RedisCodeStore(redis, "rules:"),
-        passwords=passwords,
-        issuance=issuance,
-        clock=clock,
-        code_key=b"k" * 32,
-    )
+    parts: dict[str, Any] = {
+        "accounts": accounts_store,
+        "certificates": certificates,
+        "lockouts": lockouts,
+        "codes_store": RedisCodeStore(redis, "rules:"),
+        "passwords": passwords,
+        "issuance": issuance,
+        "clock": clock,
+        "code_key": b"k" * 32,
+    }
+    enrollment = EnrollmentService(**parts)
     accounts = AccountService(
         accounts=accounts_store, lockouts=lockouts, passwords=passwords, clock=clock
     )
@@ -125,7 +128,7 @@ async def world(ca_files: CaFiles, database: Database, redis_url: str) -> AsyncI
         password=PASSWORD,
         email="rules001@example.jp",
     )
-    yield World(clock, database, enrollment, accounts, "rules001", "rules001@example.jp")
+    yield World(clock, database, enrollment, accounts, "rules001", "rules001@example.jp", parts)
     await redis.aclose()
 
 
@@ -254,3 +257,27 @@ async def test_outbox_keeps_lock_and_code_mail(world: World) -> None:
     rows = await SqlOutbox(world.database).list()
     assert [row.kind for row in rows] == ["locked"]
     await asyncio.sleep(0)
+
+
+async def test_lock_and_unlock_are_audited(world: World) -> None:
+    for _ in range(6):
+        with pytest.raises(CAError):
+            await world.enrollment.start_authentication(world.user_id, "Wr0ng-pass!")
+    await world.accounts.unlock(acting_user_id="", user_id=world.user_id)
+    rows = await world.database.read(
+        lambda c: c.execute("SELECT actor, action, user_id FROM audit_log ORDER BY id").fetchall()
+    )
+    assert ("system", "lock", world.user_id) in rows
+    assert ("operator", "unlock", world.user_id) in rows
+    assert ("rules001", "register_master", world.user_id) in rows
+
+
+async def test_stronger_hash_parameters_rehash_at_next_login(world: World) -> None:
+    before = await SqlAccountStore(world.database).account(world.user_id)
+    assert before is not None and "m=1024,t=1" in before.password_hash
+    stronger = Argon2Passwords(memory_kib=2048, time_cost=2)
+    raised = EnrollmentService(**(world.parts | {"passwords": stronger}))
+    await raised.start_authentication(world.user_id, PASSWORD)
+    after = await SqlAccountStore(world.database).account(world.user_id)
+    assert after is not None and "m=2048,t=2" in after.password_hash
+    assert stronger.verify(after.password_hash, PASSWORD)
