@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ca_service.adapters.sql.audit import rehash_all
 from ca_service.adapters.sql.database import Cursor, Database
 from ca_service.errors import StoreError
 
@@ -24,6 +25,8 @@ class Migration:
     version: int
     name: str
     statements: Sequence[str]
+    # Data changes SQL alone cannot make portably (e.g. hashing rows), run after statements.
+    python: Callable[[Cursor], None] | None = None
 
 
 def _types(sql: str, dialect: str) -> str:
@@ -136,6 +139,48 @@ MIGRATIONS: Sequence[Migration] = (
             "CREATE INDEX audit_by_user ON audit_log (user_id, at)",
         ),
     ),
+    Migration(
+        4,
+        "revocations and the audit chain",
+        (
+            # SPEC C6/F1: one row per revoked certificate; `sequence` is the order every
+            # revocation stream and delta CRL follows. The CRL entry is encoded once, here,
+            # so that building a CRL of any size is a join.
+            """
+            CREATE TABLE revocations (
+                sequence {serial_pk},
+                serial TEXT NOT NULL UNIQUE REFERENCES certificates (serial),
+                user_id TEXT NOT NULL,
+                revoked_at BIGINT NOT NULL,
+                reason INTEGER NOT NULL,
+                invalidity_date BIGINT,
+                not_after BIGINT NOT NULL,
+                actor TEXT NOT NULL,
+                crl_entry {blob} NOT NULL
+            )
+            """,
+            "CREATE INDEX revocations_by_not_after ON revocations (not_after)",
+            # The CRLs last built: kind 'full' or 'delta'. CRL numbers come from one counter
+            # shared by full and delta CRLs (RFC 5280 5.2.3).
+            """
+            CREATE TABLE crls (
+                kind TEXT PRIMARY KEY CHECK (kind IN ('full', 'delta')),
+                number BIGINT NOT NULL,
+                base_number BIGINT,
+                this_update BIGINT NOT NULL,
+                next_update BIGINT NOT NULL,
+                through_sequence BIGINT NOT NULL,
+                der {blob} NOT NULL
+            )
+            """,
+            "CREATE TABLE crl_counter (id INTEGER PRIMARY KEY CHECK (id = 1),"
+            " number BIGINT NOT NULL)",
+            "INSERT INTO crl_counter (id, number) VALUES (1, 0)",
+            "ALTER TABLE audit_log ADD COLUMN prev_hash TEXT",
+            "ALTER TABLE audit_log ADD COLUMN hash TEXT",
+        ),
+        python=lambda cursor: rehash_all(cursor),
+    ),
 )
 
 
@@ -177,6 +222,8 @@ def migrate(database: Database, migrations: Sequence[Migration] = MIGRATIONS) ->
                 continue
             for statement in migration.statements:
                 cursor.execute(_types(statement, cursor.dialect))
+            if migration.python is not None:
+                migration.python(cursor)
             cursor.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, int(time.time())),
