@@ -31,9 +31,11 @@ from ca_service.adapters.redis.client import connect as connect_redis
 from ca_service.adapters.redis.codes import RedisCodeStore
 from ca_service.adapters.redis.lockout import RedisLockoutStore
 from ca_service.adapters.sql.accounts import SqlAccountStore
+from ca_service.adapters.sql.audit import SqlAuditLog
 from ca_service.adapters.sql.certificates import SqlCertificateStore
 from ca_service.adapters.sql.database import Database, open_database
 from ca_service.adapters.sql.migrations import migrate
+from ca_service.adapters.sql.revocations import SqlRevocationStore
 from ca_service.config import Settings
 from ca_service.errors import ConfigurationError
 from ca_service.pki.certificates import ClientCertificateFactory
@@ -43,6 +45,7 @@ from ca_service.services.accounts import AccountService
 from ca_service.services.enrollment import EnrollmentService, EnrollmentTimes
 from ca_service.services.issuance import IssuanceService
 from ca_service.services.notices import queue_certificate_notices
+from ca_service.services.revocation import RevocationFeed, RevocationService
 
 __all__ = ["Application", "serve", "start"]
 
@@ -57,6 +60,7 @@ class Application:
     health: HealthServicer
     redis: Redis
     pkcs12_pool: ProcessPoolExecutor
+    feed: RevocationFeed
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -68,6 +72,7 @@ class Application:
             await asyncio.wait(self.background, timeout=grace)
         for task in self.background:
             task.cancel()
+        await self.feed.stop()
         await self.redis.aclose()
         self.pkcs12_pool.shutdown(wait=False, cancel_futures=True)
         self.database.close()
@@ -166,8 +171,16 @@ async def start(
             clock=clock,
             initial_password_ttl=timedelta(days=settings.initial_password_days),
         )
+        feed = RevocationFeed(redis, f"{settings.redis_prefix}revocations")
+        revocation = RevocationService(store=SqlRevocationStore(database), feed=feed, clock=clock)
         servicer = CertificateAuthorityServicer(
-            issuance, clock, enrollment, account_service, SqlOutbox(database)
+            issuance,
+            clock,
+            enrollment,
+            account_service,
+            SqlOutbox(database),
+            revocation,
+            SqlAuditLog(database),
         )
         server, port, health_servicer = build_server(
             servicer, loaded.grpc_server, settings.grpc_address, reuse_port=reuse_port
@@ -180,7 +193,8 @@ async def start(
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set("", serving)
     await health_servicer.set(SERVICE_NAME, serving)
-    app = Application(database, server, port, health_servicer, redis, pkcs12_pool)
+    feed.start()
+    app = Application(database, server, port, health_servicer, redis, pkcs12_pool, feed)
     if delivery is not None:
         app.background.append(asyncio.create_task(delivery.run(app.stopping)))
         app.background.append(

@@ -49,8 +49,9 @@ class Clock(Protocol):
 
 
 class CertificateStore(Protocol):
-    async def record_issued(self, record: CertificateRecord) -> None:
-        """Durably records a signed certificate; returns only after the commit.
+    async def record_issued(self, record: CertificateRecord, actor: str = "operator") -> None:
+        """Durably records a signed certificate, with its audit entry naming ``actor``;
+        returns only after the commit.
 
         Raises :class:`ca_service.errors.AlreadyExists` when the serial is taken."""
 

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     show = cert.add_parser("show", help="show one certificate")
     show.add_argument("key", metavar="SERIAL|FINGERPRINT")
+    revoke = cert.add_parser("revoke", help="revoke a certificate, or all of a user's")
+    revoke.add_argument("serial", nargs="?", metavar="SERIAL")
+    revoke.add_argument("--user", help="revoke every valid certificate of this user")
+    revoke.add_argument(
+        "--reason",
+        default="unspecified",
+        help="RFC 5280 reason: unspecified, key_compromise, "
+        "affiliation_changed, superseded, cessation_of_operation, "
+        "certificate_hold, privilege_withdrawn, ca_compromise, aa_compromise",
+    )
+    revoke.add_argument("--invalidity-date", help="ISO 8601 time the key became unsafe")
     listing = cert.add_parser("list", help="list a user's certificates")
     listing.add_argument("--user", required=True)
 
@@ -104,6 +115,19 @@ def _parser() -> argparse.ArgumentParser:
         "reset-password", help="issue a new initial password; printed once"
     )
     user_reset.add_argument("user_id", metavar="USER")
+
+    audit = groups.add_parser("audit", help="the hash-chained audit log").add_subparsers(
+        dest="action", required=True
+    )
+    audit.add_parser("verify", help="check the whole chain; name the first broken row")
+    audit_list = audit.add_parser("list", help="entries, newest first")
+    audit_list.add_argument("--user")
+    audit_list.add_argument(
+        "--action", dest="action_filter", help="e.g. issue, revoke, lock, block, unlock"
+    )
+    audit_list.add_argument("--since", help="ISO 8601 time (inclusive)")
+    audit_list.add_argument("--until", help="ISO 8601 time (exclusive)")
+    audit_list.add_argument("--limit", type=int, default=100)
 
     mail = groups.add_parser("mail", help="the mail outbox").add_subparsers(
         dest="action", required=True
@@ -202,6 +226,14 @@ def _human_user(message: pb.User) -> str:
             f"{message.consecutive_failures})",
         ]
     )
+
+
+def _instant(text: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"not an ISO 8601 time: {text}") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=JAPAN)
 
 
 def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
@@ -333,6 +365,56 @@ def _run(args: argparse.Namespace, call: Any) -> None:
                 "again with it (マスターユーザーの初期登録)"
             )
         _emit(args, reset_data, human)
+    elif args.group == "cert" and args.action == "revoke":
+        if bool(args.serial) == bool(args.user):
+            raise UsageError("give either SERIAL or --user ID")
+        revoke_request = pb.RevokeCertificateRequest(reason=args.reason)
+        if args.serial:
+            revoke_request.serial_number = args.serial
+        else:
+            revoke_request.user_id = args.user
+        if args.invalidity_date:
+            revoke_request.invalidity_date.FromDatetime(_instant(args.invalidity_date))
+        revoked = call.RevokeCertificate(revoke_request).revocations
+        _emit(
+            args,
+            [MessageToDict(r, preserving_proto_field_name=True) for r in revoked],
+            "\n".join(
+                f"revoked {r.serial_number} ({r.user_id}), reason {r.reason}, sequence {r.sequence}"
+                for r in revoked
+            ),
+        )
+    elif args.group == "audit" and args.action == "verify":
+        verdict = call.VerifyAudit(pb.VerifyAuditRequest())
+        if not verdict.intact:
+            raise UsageError(
+                f"audit chain broken at row {verdict.first_broken_id}: "
+                f"{verdict.problem} ({verdict.rows} rows before it are intact)"
+            )
+        _emit(
+            args,
+            MessageToDict(verdict, preserving_proto_field_name=True),
+            f"audit chain intact: {verdict.rows} rows",
+        )
+    elif args.group == "audit" and args.action == "list":
+        audit_request = pb.ListAuditRequest(
+            user_id=args.user or "", action=args.action_filter or "", limit=args.limit
+        )
+        if args.since:
+            audit_request.since.FromDatetime(_instant(args.since))
+        if args.until:
+            audit_request.until.FromDatetime(_instant(args.until))
+        records = call.ListAudit(audit_request).records
+        rows = [
+            f"{r.id:>7}  {r.at.ToDatetime(tzinfo=UTC).astimezone(JAPAN):%Y-%m-%d %H:%M:%S}"
+            f"  {r.actor:<12} {r.action:<16} {r.user_id:<12} {r.details}"
+            for r in records
+        ]
+        _emit(
+            args,
+            [MessageToDict(r, preserving_proto_field_name=True) for r in records],
+            "\n".join(rows) if rows else "no audit entries",
+        )
     elif args.group == "mail" and args.action == "list":
         mail = call.ListMail(pb.ListMailRequest(status=args.status or "", limit=args.limit)).mail
         rows = [

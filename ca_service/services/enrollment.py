@@ -278,39 +278,20 @@ class EnrollmentService:
         account = await self._ticket_holder(ticket, now)
         if not await asyncio.to_thread(self._passwords.verify, account.password_hash, password):
             raise InvalidCredentials("the PKCS#12 password must be the login password")
-        issued = await self._issuance.issue_with_server_key(
-            user_id=account.user_id, organization=account.organization_name, password=password
+        # The issuance is audited with the certificate itself, in the same transaction.
+        return await self._issuance.issue_with_server_key(
+            user_id=account.user_id,
+            organization=account.organization_name,
+            password=password,
+            actor=account.user_id,
         )
-        await self._accounts.record(
-            now,
-            [
-                AuditEntry(
-                    now,
-                    account.user_id,
-                    "issue",
-                    account.user_id,
-                    {"serial": issued.record.serial_hex, "key_source": "server"},
-                )
-            ],
-        )
-        return issued
 
     async def sign_csr(self, ticket: str, csr: bytes) -> CertificateRecord:
         now = self._clock.now()
         account = await self._ticket_holder(ticket, now)
-        record = await self._issuance.sign_csr(
-            csr, user_id=account.user_id, organization=account.organization_name
+        return await self._issuance.sign_csr(
+            csr,
+            user_id=account.user_id,
+            organization=account.organization_name,
+            actor=account.user_id,
         )
-        await self._accounts.record(
-            now,
-            [
-                AuditEntry(
-                    now,
-                    account.user_id,
-                    "issue",
-                    account.user_id,
-                    {"serial": record.serial_hex, "key_source": "csr"},
-                )
-            ],
-        )
-        return record

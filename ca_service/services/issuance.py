@@ -125,7 +125,7 @@ class IssuanceService:
         return self._chain
 
     async def _issue(
-        self, subject: ClientSubject, spki: bytes, source: KeySource
+        self, subject: ClientSubject, spki: bytes, source: KeySource, actor: str
     ) -> CertificateRecord:
         for _attempt in range(_SERIAL_ATTEMPTS):
             issued_at = self._clock.now()
@@ -147,7 +147,7 @@ class IssuanceService:
                 der=der,
             )
             try:
-                await self._store.record_issued(record)
+                await self._store.record_issued(record, actor)
             except AlreadyExists:
                 log.warning(
                     "serial collision on %s; signing again with a new serial", record.serial_hex
@@ -162,16 +162,18 @@ class IssuanceService:
             return record
         raise StoreError("could not find a free serial number", reason="SERIAL_CONFLICT")
 
-    async def sign_csr(self, csr: bytes, *, user_id: str, organization: str) -> CertificateRecord:
+    async def sign_csr(
+        self, csr: bytes, *, user_id: str, organization: str, actor: str = "operator"
+    ) -> CertificateRecord:
         subject = _subject(user_id, organization)
         try:
             spki = accepted_public_key(csr)
         except CsrRejected as exc:
             raise InvalidCsr(str(exc), metadata={"field": "csr"}) from None
-        return await self._issue(subject, spki, KeySource.CSR)
+        return await self._issue(subject, spki, KeySource.CSR, actor)
 
     async def issue_with_server_key(
-        self, *, user_id: str, organization: str, password: str
+        self, *, user_id: str, organization: str, password: str, actor: str = "operator"
     ) -> IssuedKeyPair:
         subject = _subject(user_id, organization)
         if not password:
@@ -190,7 +192,7 @@ class IssuanceService:
         # PKCS#12): it goes into the PKCS#12 and is never stored.
         key = ec.generate_private_key(ec.SECP256R1())
         spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        record = await self._issue(subject, spki, KeySource.SERVER)
+        record = await self._issue(subject, spki, KeySource.SERVER, actor)
         key_der = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
         pkcs12 = await asyncio.get_running_loop().run_in_executor(
             self._pkcs12_executor,

@@ -39,6 +39,10 @@ METHOD_ROLES: Mapping[str, frozenset[Role]] = {
     _SERVICE + "UnlockUser": _ADMINISTRATION,
     _SERVICE + "ResetPassword": _ADMINISTRATION,
     _SERVICE + "ListMail": _OPERATOR,
+    _SERVICE + "RevokeCertificate": _OPERATOR,
+    _SERVICE + "WatchRevocations": _ALL,
+    _SERVICE + "ListAudit": _OPERATOR,
+    _SERVICE + "VerifyAudit": _OPERATOR,
 }
 
 # Health checking and reflection answer any caller that passed the mTLS handshake.

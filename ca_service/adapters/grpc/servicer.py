@@ -3,7 +3,8 @@ live in the interceptor."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -12,6 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ca_service.adapters.grpc.interceptors import CALLER_ROLE
 from ca_service.adapters.mail.outbox import OutboxRow, SqlOutbox
+from ca_service.adapters.sql.audit import SqlAuditLog
+from ca_service.adapters.sql.revocations import RevocationRecord
 from ca_service.api import pb, pb_grpc
 from ca_service.domain.accounts import AccountRole
 from ca_service.domain.lockout import Access, access
@@ -21,7 +24,8 @@ from ca_service.errors import InvalidArgument, PermissionDenied, Unavailable
 from ca_service.ports import Clock
 from ca_service.services.accounts import AccountService, UserView
 from ca_service.services.enrollment import EnrollmentService
-from ca_service.services.issuance import IssuanceService
+from ca_service.services.issuance import IssuanceService, parse_serial
+from ca_service.services.revocation import RevocationService
 
 __all__ = ["CertificateAuthorityServicer", "certificate_message"]
 
@@ -108,12 +112,16 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         enrollment: EnrollmentService | None = None,
         accounts: AccountService | None = None,
         outbox: SqlOutbox | None = None,
+        revocation: RevocationService | None = None,
+        audit: SqlAuditLog | None = None,
     ) -> None:
         self._issuance = issuance
         self._clock = clock
         self._enrollment = enrollment
         self._accounts = accounts
         self._outbox = outbox
+        self._revocation = revocation
+        self._audit = audit
         chain = issuance.chain
         self._chain_response = pb.GetCaChainResponse(
             certificates=[certificate.public_bytes(Encoding.DER) for certificate in chain],
@@ -307,6 +315,97 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
             limit=min(request.limit or 100, 1000), status=request.status or None
         )
         return pb.ListMailResponse(mail=[_mail_item(row) for row in rows])
+
+    # -- revocation and audit ---------------------------------------------------------------
+
+    @property
+    def revocation(self) -> RevocationService:
+        if self._revocation is None:
+            raise Unavailable("revocation is not configured on this server")
+        return self._revocation
+
+    @property
+    def audit(self) -> SqlAuditLog:
+        if self._audit is None:
+            raise Unavailable("the audit log is not configured on this server")
+        return self._audit
+
+    async def RevokeCertificate(
+        self, request: pb.RevokeCertificateRequest, context: Context
+    ) -> pb.RevokeCertificateResponse:
+        target = request.WhichOneof("target")
+        if target is None:
+            raise InvalidArgument("give serial_number or user_id", metadata={"field": "target"})
+        records = await self.revocation.revoke(
+            serial=parse_serial(request.serial_number) if target == "serial_number" else None,
+            user_id=request.user_id if target == "user_id" else None,
+            reason_name=request.reason,
+            invalidity_date=(
+                request.invalidity_date.ToDatetime(tzinfo=UTC)
+                if request.HasField("invalidity_date")
+                else None
+            ),
+            actor="operator",
+        )
+        return pb.RevokeCertificateResponse(revocations=[_revocation(r) for r in records])
+
+    async def WatchRevocations(
+        self, request: pb.WatchRevocationsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchRevocationsResponse]:
+        async for batch in self.revocation.watch(request.since_sequence):
+            yield pb.WatchRevocationsResponse(
+                revocations=[_revocation(r) for r in batch.revocations],
+                latest_sequence=batch.latest_sequence,
+                as_of=_timestamp(batch.as_of),
+            )
+
+    async def ListAudit(
+        self, request: pb.ListAuditRequest, context: Context
+    ) -> pb.ListAuditResponse:
+        rows = await self.audit.list(
+            user_id=request.user_id or None,
+            action=request.action or None,
+            since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
+            until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
+            limit=min(request.limit or 100, 10_000),
+        )
+        return pb.ListAuditResponse(
+            records=[
+                pb.AuditRecord(
+                    id=row.id,
+                    at=_timestamp(row.at),
+                    actor=row.actor,
+                    action=row.action,
+                    user_id=row.user_id or "",
+                    details=row.details,
+                    prev_hash=row.prev_hash,
+                    hash=row.hash,
+                )
+                for row in rows
+            ]
+        )
+
+    async def VerifyAudit(
+        self, request: pb.VerifyAuditRequest, context: Context
+    ) -> pb.VerifyAuditResponse:
+        rows, broken, problem = await self.audit.verify()
+        return pb.VerifyAuditResponse(
+            intact=broken is None, rows=rows, first_broken_id=broken or 0, problem=problem
+        )
+
+
+def _revocation(record: RevocationRecord) -> pb.Revocation:
+    message = pb.Revocation(
+        sequence=record.sequence,
+        serial_number=record.serial_hex,
+        user_id=record.user_id,
+        revoked_at=_timestamp(record.revoked_at),
+        reason=record.reason.name.lower(),
+        not_after=_timestamp(record.not_after),
+    )
+    if record.invalidity_date is not None:
+        message.invalidity_date.CopyFrom(_timestamp(record.invalidity_date))
+    return message
 
 
 def _mail_item(row: OutboxRow) -> pb.MailItem:

@@ -8,6 +8,7 @@ write lock; a PostgreSQL advisory lock) so the chain never forks.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ca_service.adapters.sql.database import Cursor
+from ca_service.adapters.sql.database import Cursor, Database
 from ca_service.domain.accounts import AuditEntry
 
 __all__ = ["GENESIS", "AuditRow", "append_audit", "chain_hash", "first_broken_row", "rehash_all"]
@@ -100,10 +101,10 @@ def _row(values: Sequence[Any]) -> AuditRow:
     )
 
 
-def first_broken_row(rows: Sequence[Sequence[Any]]) -> tuple[int | None, str]:
-    """Walks rows (id, at, actor, action, user_id, details, prev_hash, hash) in id order;
-    returns the id of the first row that breaks the chain and why, or (None, "")."""
-    prev = GENESIS
+def first_broken_row(rows: Sequence[Sequence[Any]], prev: str = GENESIS) -> tuple[int | None, str]:
+    """Walks rows (id, at, actor, action, user_id, details, prev_hash, hash) in id order,
+    the first of which follows ``prev``; returns the id of the first row that breaks the
+    chain and why, or (None, "")."""
     for values in rows:
         row = _row(values)
         if row.prev_hash != prev:
@@ -115,3 +116,61 @@ def first_broken_row(rows: Sequence[Sequence[Any]]) -> tuple[int | None, str]:
             return row.id, "its content does not match its hash"
         prev = row.hash
     return None, ""
+
+
+class SqlAuditLog:
+    """Reading the audit log: filtered listing and verification of the whole chain."""
+
+    _COLUMNS = "id, at, actor, action, user_id, details, prev_hash, hash"
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def list(
+        self,
+        *,
+        user_id: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[AuditRow]:
+        clauses, params = [], []
+        for column, op, value in (
+            ("user_id", "=", user_id),
+            ("action", "=", action),
+            ("at", ">=", since),
+            ("at", "<", until),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(int(value.timestamp()) if isinstance(value, datetime) else value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+
+        def read(cursor: Cursor) -> builtins.list[tuple[Any, ...]]:
+            return cursor.execute(
+                f"SELECT {self._COLUMNS} FROM audit_log{where} ORDER BY id DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+
+        return [_row(values) for values in await self._database.read(read)]
+
+    async def verify(self, page: int = 5000) -> tuple[int, int | None, str]:
+        """(rows checked, first broken row id or None, why) over the whole chain."""
+        prev, checked, after = GENESIS, 0, 0
+        while True:
+
+            def read(cursor: Cursor, after: int = after) -> builtins.list[tuple[Any, ...]]:
+                return cursor.execute(
+                    f"SELECT {self._COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?",
+                    (after, page),
+                ).fetchall()
+
+            rows = await self._database.read(read)
+            if not rows:
+                return checked, None, ""
+            broken, why = first_broken_row(rows, prev)
+            if broken is not None:
+                return checked, broken, why
+            checked += len(rows)
+            prev, after = rows[-1][7], rows[-1][0]

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ca_service.adapters.sql.audit import append_audit
 from ca_service.adapters.sql.database import Cursor, Database, IntegrityError
+from ca_service.domain.accounts import AuditEntry
 from ca_service.domain.records import CertificateRecord, KeySource
 from ca_service.errors import AlreadyExists
 
@@ -59,7 +61,7 @@ class SqlCertificateStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def record_issued(self, record: CertificateRecord) -> None:
+    async def record_issued(self, record: CertificateRecord, actor: str = "operator") -> None:
         values = (
             record.serial_hex,
             record.fingerprint_sha256,
@@ -74,11 +76,20 @@ class SqlCertificateStore:
             None,
         )
 
+        audit = AuditEntry(
+            record.issued_at,
+            actor,
+            "issue",
+            record.user_id,
+            {"serial": record.serial_hex, "key_source": record.key_source.value},
+        )
+
         def insert(cursor: Cursor) -> None:
             cursor.execute(
                 f"INSERT INTO certificates ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
+            append_audit(cursor, audit)
 
         try:
             await self._database.write(insert)

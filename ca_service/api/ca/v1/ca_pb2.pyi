@@ -355,3 +355,111 @@ class ListMailResponse(_message.Message):
     MAIL_FIELD_NUMBER: _ClassVar[int]
     mail: _containers.RepeatedCompositeFieldContainer[MailItem]
     def __init__(self, mail: _Optional[_Iterable[_Union[MailItem, _Mapping]]] = ...) -> None: ...
+
+class RevokeCertificateRequest(_message.Message):
+    __slots__ = ("serial_number", "user_id", "reason", "invalidity_date")
+    SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    INVALIDITY_DATE_FIELD_NUMBER: _ClassVar[int]
+    serial_number: str
+    user_id: str
+    reason: str
+    invalidity_date: _timestamp_pb2.Timestamp
+    def __init__(self, serial_number: _Optional[str] = ..., user_id: _Optional[str] = ..., reason: _Optional[str] = ..., invalidity_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Revocation(_message.Message):
+    __slots__ = ("sequence", "serial_number", "user_id", "revoked_at", "reason", "invalidity_date", "not_after")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    INVALIDITY_DATE_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    serial_number: str
+    user_id: str
+    revoked_at: _timestamp_pb2.Timestamp
+    reason: str
+    invalidity_date: _timestamp_pb2.Timestamp
+    not_after: _timestamp_pb2.Timestamp
+    def __init__(self, sequence: _Optional[int] = ..., serial_number: _Optional[str] = ..., user_id: _Optional[str] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., invalidity_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RevokeCertificateResponse(_message.Message):
+    __slots__ = ("revocations",)
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    revocations: _containers.RepeatedCompositeFieldContainer[Revocation]
+    def __init__(self, revocations: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ...) -> None: ...
+
+class WatchRevocationsRequest(_message.Message):
+    __slots__ = ("since_sequence",)
+    SINCE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    since_sequence: int
+    def __init__(self, since_sequence: _Optional[int] = ...) -> None: ...
+
+class WatchRevocationsResponse(_message.Message):
+    __slots__ = ("revocations", "latest_sequence", "as_of")
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    LATEST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    revocations: _containers.RepeatedCompositeFieldContainer[Revocation]
+    latest_sequence: int
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, revocations: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ..., latest_sequence: _Optional[int] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AuditRecord(_message.Message):
+    __slots__ = ("id", "at", "actor", "action", "user_id", "details", "prev_hash", "hash")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    at: _timestamp_pb2.Timestamp
+    actor: str
+    action: str
+    user_id: str
+    details: str
+    prev_hash: str
+    hash: str
+    def __init__(self, id: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., user_id: _Optional[str] = ..., details: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("user_id", "action", "since", "until", "limit")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    action: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    limit: int
+    def __init__(self, user_id: _Optional[str] = ..., action: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[AuditRecord]
+    def __init__(self, records: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ...) -> None: ...
+
+class VerifyAuditRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyAuditResponse(_message.Message):
+    __slots__ = ("intact", "rows", "first_broken_id", "problem")
+    INTACT_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BROKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    intact: bool
+    rows: int
+    first_broken_id: int
+    problem: str
+    def __init__(self, intact: _Optional[bool] = ..., rows: _Optional[int] = ..., first_broken_id: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...

@@ -109,6 +109,26 @@ class CertificateAuthorityStub:
                 request_serializer=ca_dot_v1_dot_ca__pb2.ListMailRequest.SerializeToString,
                 response_deserializer=ca_dot_v1_dot_ca__pb2.ListMailResponse.FromString,
                 _registered_method=True)
+        self.RevokeCertificate = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/RevokeCertificate',
+                request_serializer=ca_dot_v1_dot_ca__pb2.RevokeCertificateRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.RevokeCertificateResponse.FromString,
+                _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/ca.v1.CertificateAuthority/WatchRevocations',
+                request_serializer=ca_dot_v1_dot_ca__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.WatchRevocationsResponse.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/ListAudit',
+                request_serializer=ca_dot_v1_dot_ca__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.VerifyAudit = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/VerifyAudit',
+                request_serializer=ca_dot_v1_dot_ca__pb2.VerifyAuditRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.VerifyAuditResponse.FromString,
+                _registered_method=True)
 
 
 class CertificateAuthorityServicer:
@@ -231,6 +251,38 @@ class CertificateAuthorityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeCertificate(self, request, context):
+        """--- Revocation (SPEC C6, C7, F1-F3) ---
+
+        Operator: revokes one certificate, or every valid certificate of a user. Revoking a
+        revoked certificate is FAILED_PRECONDITION / ALREADY_REVOKED, not a second record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRevocations(self, request, context):
+        """The revocations after since_sequence, in order, then each new one as it happens, with
+        no gap; a message with no revocations is a heartbeat that proves the view is current
+        up to latest_sequence at as_of. Reconnect with the last sequence seen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """Operator: the hash-chained audit log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CertificateAuthorityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -308,6 +360,26 @@ def add_CertificateAuthorityServicer_to_server(servicer, server):
                     servicer.ListMail,
                     request_deserializer=ca_dot_v1_dot_ca__pb2.ListMailRequest.FromString,
                     response_serializer=ca_dot_v1_dot_ca__pb2.ListMailResponse.SerializeToString,
+            ),
+            'RevokeCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCertificate,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.RevokeCertificateRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.RevokeCertificateResponse.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.WatchRevocationsResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.ListAuditRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'VerifyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAudit,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.VerifyAuditRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.VerifyAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -715,6 +787,114 @@ class CertificateAuthority:
             '/ca.v1.CertificateAuthority/ListMail',
             ca_dot_v1_dot_ca__pb2.ListMailRequest.SerializeToString,
             ca_dot_v1_dot_ca__pb2.ListMailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/RevokeCertificate',
+            ca_dot_v1_dot_ca__pb2.RevokeCertificateRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.RevokeCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/WatchRevocations',
+            ca_dot_v1_dot_ca__pb2.WatchRevocationsRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.WatchRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/ListAudit',
+            ca_dot_v1_dot_ca__pb2.ListAuditRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/VerifyAudit',
+            ca_dot_v1_dot_ca__pb2.VerifyAuditRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.VerifyAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,
