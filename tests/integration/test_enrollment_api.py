@@ -5,25 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from pathlib import Path
 
 import grpc
 import pytest
 import redis
 
-from ca_service.adapters.keystore import CaFiles, ClientCredential
 from ca_service.api import pb
-from ca_service.client import aio_secure_channel, api_error, secure_channel, stub
+from ca_service.client import aio_secure_channel, api_error, stub
 from ca_service.domain.validity import renewal_opens_at
 from tests.smtp_sink import SmtpSink, code_from
-from tests.support import CaProcess, ca_env, init_ca, run, tool
-
-MASTER_PASSWORD = "Mast3r-Pass!"
+from tests.stack_support import (
+    Stack,
+    authenticate,
+    new_org,
+    reason_of,
+    start_stack,
+)
+from tests.support import run, tool
 
 
 @pytest.fixture(scope="module")
@@ -33,120 +34,20 @@ def smtp() -> Iterator[SmtpSink]:
     sink.stop()
 
 
-@dataclass
-class Stack:
-    data_dir: Path
-    env: dict[str, str]
-    servers: list[CaProcess]
-    gateway: ClientCredential
-    operator: ClientCredential
-    prefix: str
-    redis_url: str
-    logs: list[Path]
-
-    def api(self, credential: ClientCredential, index: int = 0) -> object:
-        return stub(secure_channel(self.servers[index].address, credential))
-
-
-def _start_stack(tmp: Path, redis_url: str, smtp: SmtpSink, count: int = 2, **extra: str) -> Stack:
-    data_dir = tmp / "ca"
-    init_ca(data_dir)
-    prefix = f"t{uuid.uuid4().hex[:8]}:"
-    env = ca_env(
-        data_dir,
-        CA_REDIS_URL=redis_url,
-        CA_REDIS_PREFIX=prefix,
-        CA_SMTP_PORT=str(smtp.port),
-        CA_MAIL_POLL_SECONDS="1",
-        CA_MAIL_FROM="ca@bank.example.jp",
-        **extra,
-    )
-    run([tool("ca-service"), "credential", "--name", "gw", "--role", "gateway"], env)
-    logs = [tmp / f"ca{i}.log" for i in range(count)]
-    servers = [CaProcess(data_dir, env, log).start() for log in logs]
-    files = CaFiles(data_dir)
-    return Stack(
-        data_dir,
-        env,
-        servers,
-        files.client_credential("gw"),
-        files.client_credential("operator"),
-        prefix,
-        redis_url,
-        logs,
-    )
-
-
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, redis_server: str, smtp: SmtpSink
 ) -> Iterator[Stack]:
-    built = _start_stack(tmp_path_factory.mktemp("enroll"), redis_server, smtp)
+    built = start_stack(tmp_path_factory.mktemp("enroll"), redis_server, smtp)
     yield built
     for server in built.servers:
         server.stop()
 
 
-def _reason(error: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
-    problem = api_error(error)
-    return problem.code, problem.reason
-
-
-def _new_org(stack: Stack, smtp: SmtpSink, master: str) -> tuple[str, str]:
-    """Creates an organisation and registers its master; returns (org ID, master e-mail)."""
-    operator, gateway = stack.api(stack.operator), stack.api(stack.gateway)
-    created = operator.CreateOrganization(pb.CreateOrganizationRequest(name=f"{master} 株式会社"))
-    email = f"{master}@example.jp"
-    registered = gateway.RegisterMaster(
-        pb.RegisterMasterRequest(
-            organization_id=created.organization.organization_id,
-            initial_password=created.initial_password,
-            user_id=master,
-            password=MASTER_PASSWORD,
-            email=email,
-        )
-    )
-    assert registered.role == pb.USER_ROLE_MASTER and registered.state == pb.USER_STATE_ACTIVE
-    with pytest.raises(grpc.RpcError) as caught:  # the initial password is single use
-        gateway.RegisterMaster(
-            pb.RegisterMasterRequest(
-                organization_id=created.organization.organization_id,
-                initial_password=created.initial_password,
-                user_id=master + "x",
-                password=MASTER_PASSWORD,
-                email=email,
-            )
-        )
-    assert _reason(caught.value) == (grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS")
-    return created.organization.organization_id, email
-
-
-def _authenticate(
-    stack: Stack, smtp: SmtpSink, user_id: str, password: str, email: str, index: int = 0
-) -> str:
-    gateway = stack.api(stack.gateway, index)
-
-    def is_code_mail(message: EmailMessage) -> bool:
-        return email in str(message["To"]) and "認証コード" in str(message["Subject"])
-
-    with smtp.lock:
-        before = sum(1 for m in smtp.messages if is_code_mail(m))
-    started = gateway.StartAuthentication(
-        pb.StartAuthenticationRequest(user_id=user_id, password=password)
-    )
-    assert started.masked_email == f"{email[0]}***@{email.split('@')[1]}"
-    mail = smtp.wait_for(is_code_mail, count=before + 1)[-1]
-    verified = gateway.VerifyCode(
-        pb.VerifyCodeRequest(session_handle=started.session_handle, code=code_from(mail))
-    )
-    assert verified.user_id == user_id
-    return str(verified.issuance_ticket)
-
-
 def test_master_registers_a_general_user_who_enrolls(
     stack: Stack, smtp: SmtpSink, tmp_path: Path
 ) -> None:
-    organization_id, _ = _new_org(stack, smtp, "master01")
+    organization_id, _ = new_org(stack, smtp, "master01")
     gateway = stack.api(stack.gateway)
     created = gateway.CreateUser(
         pb.CreateUserRequest(
@@ -156,7 +57,7 @@ def test_master_registers_a_general_user_who_enrolls(
     assert created.user.organization_id == organization_id
     password = created.initial_password
 
-    ticket = _authenticate(stack, smtp, "staff001", password, "staff001@example.jp")
+    ticket = authenticate(stack, smtp, "staff001", password, "staff001@example.jp")
     issued = gateway.IssueCertificate(
         pb.IssueCertificateRequest(issuance_ticket=ticket, pkcs12_password=password)
     )
@@ -173,7 +74,7 @@ def test_master_registers_a_general_user_who_enrolls(
         gateway.IssueCertificate(
             pb.IssueCertificateRequest(issuance_ticket=ticket, pkcs12_password=password)
         )
-    assert _reason(caught.value) == (grpc.StatusCode.FAILED_PRECONDITION, "TICKET_INVALID")
+    assert reason_of(caught.value) == (grpc.StatusCode.FAILED_PRECONDITION, "TICKET_INVALID")
 
     # SPEC C2: with a valid certificate, authentication answers ALREADY_ISSUED.
     with pytest.raises(grpc.RpcError) as caught:
@@ -192,7 +93,7 @@ def test_master_registers_a_general_user_who_enrolls(
                 user_id="staff001", organization="x", pkcs12_password=password
             )
         )
-    assert _reason(caught.value) == (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED")
+    assert reason_of(caught.value) == (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED")
 
 
 def test_enrollment_with_a_csr(stack: Stack, smtp: SmtpSink) -> None:
@@ -201,14 +102,14 @@ def test_enrollment_with_a_csr(stack: Stack, smtp: SmtpSink) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    _new_org(stack, smtp, "master02")
+    new_org(stack, smtp, "master02")
     gateway = stack.api(stack.gateway)
     created = gateway.CreateUser(
         pb.CreateUserRequest(
             acting_user_id="master02", user_id="staff002", email="staff002@example.jp"
         )
     )
-    ticket = _authenticate(stack, smtp, "staff002", created.initial_password, "staff002@example.jp")
+    ticket = authenticate(stack, smtp, "staff002", created.initial_password, "staff002@example.jp")
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
@@ -222,7 +123,7 @@ def test_enrollment_with_a_csr(stack: Stack, smtp: SmtpSink) -> None:
 
 
 def test_lock_mail_state_and_unlock_by_master(stack: Stack, smtp: SmtpSink) -> None:
-    _new_org(stack, smtp, "master03")
+    new_org(stack, smtp, "master03")
     gateway, operator = stack.api(stack.gateway), stack.api(stack.operator)
     created = gateway.CreateUser(
         pb.CreateUserRequest(
@@ -235,17 +136,17 @@ def test_lock_mail_state_and_unlock_by_master(stack: Stack, smtp: SmtpSink) -> N
                 pb.StartAuthenticationRequest(user_id="staff003", password="Wr0ng-pass!")
             )
         expected = "LOCKED" if attempt == 5 else "INVALID_CREDENTIALS"
-        assert _reason(caught.value)[1] == expected
+        assert reason_of(caught.value)[1] == expected
     assert "locked_until" in api_error(caught.value).metadata
     smtp.wait_for(lambda m: "staff003@" in str(m["To"]) and "ロック" in str(m["Subject"]))
     shown = operator.GetUser(pb.GetUserRequest(user_id="staff003"))
     assert shown.state == pb.USER_STATE_LOCKED and shown.lock_count == 1
 
     # Another organisation's master sees nothing; a master cannot unlock a master.
-    _new_org(stack, smtp, "master04")
+    new_org(stack, smtp, "master04")
     with pytest.raises(grpc.RpcError) as caught:
         gateway.UnlockUser(pb.UnlockUserRequest(user_id="staff003", acting_user_id="master04"))
-    assert _reason(caught.value) == (grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND")
+    assert reason_of(caught.value) == (grpc.StatusCode.NOT_FOUND, "USER_NOT_FOUND")
     with pytest.raises(grpc.RpcError) as caught:
         gateway.GetUser(pb.GetUserRequest(user_id="staff003"))  # no acting user
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
@@ -255,13 +156,13 @@ def test_lock_mail_state_and_unlock_by_master(stack: Stack, smtp: SmtpSink) -> N
     )
     assert unlocked.state == pb.USER_STATE_ACTIVE and unlocked.lock_count == 0
     smtp.wait_for(lambda m: "staff003@" in str(m["To"]) and "解除" in str(m["Subject"]))
-    _authenticate(stack, smtp, "staff003", created.initial_password, "staff003@example.jp")
+    authenticate(stack, smtp, "staff003", created.initial_password, "staff003@example.jp")
 
 
 def test_parallel_wrong_passwords_on_two_processes_lock_exactly_once(
     stack: Stack, smtp: SmtpSink
 ) -> None:
-    _new_org(stack, smtp, "master05")
+    new_org(stack, smtp, "master05")
     gateway = stack.api(stack.gateway)
     gateway.CreateUser(
         pb.CreateUserRequest(
@@ -306,7 +207,7 @@ def test_parallel_wrong_passwords_on_two_processes_lock_exactly_once(
 def test_parallel_wrong_codes_on_two_processes_count_exactly_five(
     stack: Stack, smtp: SmtpSink
 ) -> None:
-    _new_org(stack, smtp, "master06")
+    new_org(stack, smtp, "master06")
     gateway = stack.api(stack.gateway)
     created = gateway.CreateUser(
         pb.CreateUserRequest(
@@ -344,7 +245,7 @@ def test_parallel_wrong_codes_on_two_processes_count_exactly_five(
     assert reasons.count("CODE_EXPIRED") == 15
     with pytest.raises(grpc.RpcError) as caught:  # the right code no longer works
         gateway.VerifyCode(pb.VerifyCodeRequest(session_handle=started.session_handle, code=code))
-    assert _reason(caught.value)[1] == "CODE_EXPIRED"
+    assert reason_of(caught.value)[1] == "CODE_EXPIRED"
 
 
 def test_admin_commands_for_accounts_and_mail(stack: Stack, smtp: SmtpSink) -> None:
@@ -459,9 +360,9 @@ def test_real_short_lock_duration_three_locks_block(
 ) -> None:
     """Durations set by configuration: a 2-second lock, so the 3rd lock (BLOCKED) is
     reached in real time."""
-    short = _start_stack(tmp_path, redis_server, smtp, count=1, CA_LOCK_SECONDS="2")
+    short = start_stack(tmp_path, redis_server, smtp, count=1, CA_LOCK_SECONDS="2")
     try:
-        _new_org(short, smtp, "master09")
+        new_org(short, smtp, "master09")
         gateway = short.api(short.gateway)
         created = gateway.CreateUser(
             pb.CreateUserRequest(
@@ -475,7 +376,7 @@ def test_real_short_lock_duration_three_locks_block(
                     gateway.StartAuthentication(
                         pb.StartAuthenticationRequest(user_id="staff009", password="Wr0ng-pass!")
                     )
-            outcomes.append(_reason(caught.value)[1])
+            outcomes.append(reason_of(caught.value)[1])
             if lock < 2:
                 import time
 
@@ -485,19 +386,19 @@ def test_real_short_lock_duration_three_locks_block(
             gateway.StartAuthentication(
                 pb.StartAuthenticationRequest(user_id="staff009", password=created.initial_password)
             )
-        assert _reason(caught.value)[1] == "BLOCKED"
+        assert reason_of(caught.value)[1] == "BLOCKED"
         smtp.wait_for(lambda m: "staff009@" in str(m["To"]) and "閉塞" in str(m["Subject"]))
         shown = short.api(short.operator).GetUser(pb.GetUserRequest(user_id="staff009"))
         assert shown.state == pb.USER_STATE_BLOCKED and shown.lock_count == 3
         gateway.UnlockUser(pb.UnlockUserRequest(user_id="staff009", acting_user_id="master09"))
-        _authenticate(short, smtp, "staff009", created.initial_password, "staff009@example.jp")
+        authenticate(short, smtp, "staff009", created.initial_password, "staff009@example.jp")
     finally:
         for server in short.servers:
             server.stop()
 
 
 def test_reset_master_password_with_a_new_initial_password(stack: Stack, smtp: SmtpSink) -> None:
-    organization_id, email = _new_org(stack, smtp, "master10")
+    organization_id, email = new_org(stack, smtp, "master10")
     operator, gateway = stack.api(stack.operator), stack.api(stack.gateway)
     with pytest.raises(grpc.RpcError) as caught:  # masters are reset by the operator only
         gateway.ResetPassword(
@@ -516,5 +417,5 @@ def test_reset_master_password_with_a_new_initial_password(stack: Stack, smtp: S
         )
     )
     assert registered.user_id == "master10"
-    _authenticate(stack, smtp, "master10", "N3w-Master!", email)
+    authenticate(stack, smtp, "master10", "N3w-Master!", email)
     assert datetime.now(UTC) < reset.expires_at.ToDatetime(tzinfo=UTC)
