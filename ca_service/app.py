@@ -17,13 +17,16 @@ from datetime import timedelta
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2
 from redis.asyncio import Redis
 
 from ca_service.adapters.clock import SystemClock
 from ca_service.adapters.grpc.server import SERVICE_NAME, HealthServicer, build_server
 from ca_service.adapters.grpc.servicer import CertificateAuthorityServicer
-from ca_service.adapters.keystore import CaFiles
+from ca_service.adapters.http.relying_party import RelyingPartyEndpoints
+from ca_service.adapters.http.server import HttpServer
+from ca_service.adapters.keystore import CaFiles, LoadedCa
 from ca_service.adapters.mail.outbox import SqlOutbox
 from ca_service.adapters.mail.worker import MailDelivery
 from ca_service.adapters.passwords import Argon2Passwords
@@ -33,6 +36,7 @@ from ca_service.adapters.redis.lockout import RedisLockoutStore
 from ca_service.adapters.sql.accounts import SqlAccountStore
 from ca_service.adapters.sql.audit import SqlAuditLog
 from ca_service.adapters.sql.certificates import SqlCertificateStore
+from ca_service.adapters.sql.crls import SqlCrlStore
 from ca_service.adapters.sql.database import Database, open_database
 from ca_service.adapters.sql.migrations import migrate
 from ca_service.adapters.sql.revocations import SqlRevocationStore
@@ -42,6 +46,7 @@ from ca_service.pki.certificates import ClientCertificateFactory
 from ca_service.pki.signer import SoftwareSigner
 from ca_service.ports import Clock
 from ca_service.services.accounts import AccountService
+from ca_service.services.crl import CrlPolicy, CrlPublisher
 from ca_service.services.enrollment import EnrollmentService, EnrollmentTimes
 from ca_service.services.issuance import IssuanceService
 from ca_service.services.notices import queue_certificate_notices
@@ -61,12 +66,15 @@ class Application:
     redis: Redis
     pkcs12_pool: ProcessPoolExecutor
     feed: RevocationFeed
+    http: HttpServer
+    http_port: int
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        await self.http.stop()
         self.stopping.set()
         if self.background:
             await asyncio.wait(self.background, timeout=grace)
@@ -90,6 +98,25 @@ async def _every(
             log.warning("%s failed: %s", what, type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
+
+
+def _crl_publisher(
+    settings: Settings, loaded: LoadedCa, database: Database, clock: Clock
+) -> CrlPublisher:
+    policy = CrlPolicy(
+        validity=timedelta(hours=settings.crl_validity_hours),
+        delta_validity=timedelta(minutes=settings.crl_delta_validity_minutes),
+        interval=timedelta(minutes=settings.crl_interval_minutes),
+        freshest_crl_url=settings.delta_crl_url,
+    )
+    return CrlPublisher(
+        store=SqlCrlStore(database),
+        signer=SoftwareSigner(loaded.issuing_key),
+        issuer_name=loaded.issuing.subject.public_bytes(),
+        issuer_key_id=_key_id(loaded.issuing),
+        clock=clock,
+        policy=policy,
+    )
 
 
 def _mail_delivery(settings: Settings, database: Database, clock: Clock) -> MailDelivery:
@@ -185,6 +212,19 @@ async def start(
         server, port, health_servicer = build_server(
             servicer, loaded.grpc_server, settings.grpc_address, reuse_port=reuse_port
         )
+        publisher = _crl_publisher(settings, loaded, database, clock)
+        http = HttpServer()
+        RelyingPartyEndpoints(
+            publisher=publisher,
+            clock=clock,
+            crl_url=settings.client_profile.crl_url,
+            delta_crl_url=settings.delta_crl_url,
+            ca_issuers_url=settings.client_profile.ca_issuers_url,
+            issuing_der=loaded.issuing.public_bytes(Encoding.DER),
+            root_der=loaded.root.public_bytes(Encoding.DER),
+        ).install(http)
+        http_host, http_port = settings.http_address.rsplit(":", 1)
+        bound_http_port = await http.start(http_host, int(http_port), reuse_port=reuse_port)
         await server.start()
     except BaseException:
         pkcs12_pool.shutdown(wait=False, cancel_futures=True)
@@ -194,7 +234,10 @@ async def start(
     await health_servicer.set("", serving)
     await health_servicer.set(SERVICE_NAME, serving)
     feed.start()
-    app = Application(database, server, port, health_servicer, redis, pkcs12_pool, feed)
+    app = Application(
+        database, server, port, health_servicer, redis, pkcs12_pool, feed, http, bound_http_port
+    )
+    app.background.append(asyncio.create_task(publisher.run(app.stopping, feed)))
     if delivery is not None:
         app.background.append(asyncio.create_task(delivery.run(app.stopping)))
         app.background.append(
@@ -215,7 +258,12 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     app = await start(settings, reuse_port=reuse_port)
     host = settings.grpc_address.rsplit(":", 1)[0]
     log.info("database: %s", app.database.description)
-    print(f"ca-service: gRPC API (mTLS) listening on {host}:{app.port}", flush=True)
+    http_host = settings.http_address.rsplit(":", 1)[0]
+    print(
+        f"ca-service: gRPC API (mTLS) listening on {host}:{app.port}; "
+        f"HTTP (CRL, OCSP) on {http_host}:{app.http_port}",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

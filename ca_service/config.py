@@ -147,7 +147,37 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "crl_url", None, "CRL distribution point. Default: `<public_base_url>/crl/issuing.crl`."
     ),
+    Setting(
+        "delta_crl_url",
+        None,
+        "Delta CRL URL (the full CRL's FreshestCRL). Default: "
+        "`<public_base_url>/crl/issuing-delta.crl`.",
+    ),
     Setting("ocsp_url", None, "OCSP responder URL (AIA). Default: `<public_base_url>/ocsp`."),
+    Setting(
+        "http_address",
+        "127.0.0.1:8080",
+        "host:port of the HTTP server for CRLs, CA "
+        "certificates and OCSP (the public URLs above must lead here).",
+    ),
+    Setting(
+        "crl_validity_hours", "24", "nextUpdate of a full CRL, from its thisUpdate.", _positive_int
+    ),
+    Setting("crl_delta_validity_minutes", "60", "nextUpdate of a delta CRL.", _positive_int),
+    Setting(
+        "crl_interval_minutes",
+        "30",
+        "CRLs are rebuilt at least this often (and shortly "
+        "after every revocation); must be shorter than the delta validity.",
+        _positive_int,
+    ),
+    Setting(
+        "ocsp_validity_minutes",
+        "60",
+        "nextUpdate of an OCSP response; cached responses "
+        "are re-signed when half of it has passed, and at once on revocation.",
+        _positive_int,
+    ),
     Setting(
         "ca_issuers_url",
         None,
@@ -255,6 +285,12 @@ class Settings:
     root_name: str
     issuing_name: str
     client_profile: ClientCertificateProfile
+    delta_crl_url: str
+    http_address: str
+    crl_validity_hours: int
+    crl_delta_validity_minutes: int
+    crl_interval_minutes: int
+    ocsp_validity_minutes: int
     pkcs12_kdf_rounds: int
     log_level: str
     redis_url: str
@@ -371,6 +407,12 @@ def load_settings(
         root_name=parsed("root_name") or f"{organization} Root CA",
         issuing_name=parsed("issuing_name") or f"{organization} Issuing CA",
         client_profile=client_profile,
+        delta_crl_url=parsed("delta_crl_url") or f"{base}/crl/issuing-delta.crl",
+        http_address=parsed("http_address"),
+        crl_validity_hours=parsed("crl_validity_hours"),
+        crl_delta_validity_minutes=parsed("crl_delta_validity_minutes"),
+        crl_interval_minutes=parsed("crl_interval_minutes"),
+        ocsp_validity_minutes=parsed("ocsp_validity_minutes"),
         pkcs12_kdf_rounds=parsed("pkcs12_kdf_rounds"),
         log_level=str(parsed("log_level")).upper(),
         redis_url=parsed("redis_url"),

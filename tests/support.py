@@ -17,6 +17,7 @@ from ca_service.adapters.keystore import CaFiles, ClientCredential
 BIN = Path(sys.executable).parent
 PASSPHRASE = "test-passphrase-Kq9#x"
 _LISTENING = re.compile(r"listening on (\S+):(\d+)")
+_HTTP = re.compile(r"HTTP \(CRL, OCSP\) on (\S+):(\d+)")
 
 
 def tool(name: str) -> str:
@@ -32,6 +33,7 @@ def ca_env(data_dir: Path, **extra: str) -> dict[str, str]:
             "CA_KEY_PASSPHRASE": PASSPHRASE,
             "CA_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            "CA_HTTP_ADDRESS": "127.0.0.1:0",
         }
     )
     env.update(extra)
@@ -75,6 +77,7 @@ class CaProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     address: str = ""
+    http: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     def start(self, timeout: float = 30) -> CaProcess:
@@ -95,6 +98,9 @@ class CaProcess:
             match = _LISTENING.search(line)
             if match:
                 self.address = f"{match.group(1)}:{match.group(2)}"
+                http = _HTTP.search(line)
+                if http:
+                    self.http = f"http://{http.group(1)}:{http.group(2)}"
                 return self
         raise AssertionError("ca-service did not start in time")
 

@@ -68,6 +68,11 @@ _MAX_DEPTH: Final = 32
 # RFC 5280 4.1.2.2: serial numbers are at most 20 octets. A longer one cannot name a
 # certificate of a conforming CA.
 _MAX_SERIAL_OCTETS: Final = 20
+_MAX_EXTENSIONS: Final = 16
+# An unsigned request has a few dozen DER elements, a signed one with a certificate or
+# two a few hundred. Checking each element costs about a microsecond, so the cap bounds
+# the work on hostile input to a few milliseconds whatever its size.
+_MAX_ELEMENTS: Final = 4096
 
 _OID_NONCE: Final = "1.3.6.1.5.5.7.48.1.2"
 _OID_ACCEPTABLE_RESPONSES: Final = "1.3.6.1.5.5.7.48.1.4"
@@ -195,6 +200,9 @@ def _strict_tlv(data: bytes, offset: int, limit: int) -> tuple[int, int, int]:
     if offset + 2 > limit:
         raise OcspMalformed("truncated DER")
     tag = data[offset]
+    if tag & 0x1F == 0x1F:
+        # X.690 8.1.2.4: multi-octet tags; no type in an OCSP request uses one.
+        raise OcspMalformed("high tag numbers do not occur in OCSP")
     first = data[offset + 1]
     position = offset + 2
     if first < 0x80:
@@ -247,7 +255,7 @@ def _check_primitive(tag: int, value: bytes) -> None:
 def _check_der(data: bytes) -> None:
     """Walks the whole element tree without recursion: one element, no trailing bytes,
     definite minimal lengths, low tag numbers, constructed SEQUENCE/SET only, DER
-    primitives, and a bounded depth. Linear in the input."""
+    primitives, bounded depth and element count. Linear in the input."""
     tag, start, end = _strict_tlv(data, 0, len(data))
     if tag != 0x30:
         raise OcspMalformed("an OCSPRequest is a SEQUENCE")
@@ -255,15 +263,17 @@ def _check_der(data: bytes) -> None:
         raise OcspMalformed("trailing bytes after the OCSPRequest")
     open_ends = [end]
     position = start
+    elements = 1
     while open_ends:
         if position == open_ends[-1]:
             open_ends.pop()
             continue
+        elements += 1
+        if elements > _MAX_ELEMENTS:
+            raise OcspMalformed("too many DER elements")
         tag, start, end = _strict_tlv(data, position, open_ends[-1])
         number = tag & 0x1F
         constructed = bool(tag & 0x20)
-        if number == 0x1F:
-            raise OcspMalformed("high tag numbers do not occur in OCSP")
         if tag & 0xC0 == 0:  # universal class
             if number == 0:
                 raise OcspMalformed("end-of-contents octets (BER, not DER)")
@@ -284,6 +294,16 @@ def _check_der(data: bytes) -> None:
 def _signed_integer(value: int) -> bytes:
     length = (value + (value < 0)).bit_length() // 8 + 1
     return der.tlv(0x02, value.to_bytes(length, "big", signed=True))
+
+
+def _exact_fields(value: asn1_core.Sequence) -> asn1_core.Sequence:
+    """asn1crypto keeps elements that follow the last field of a SEQUENCE (or come out of
+    order) as extra children instead of failing; the RFC 6960 types have no extension
+    marker, so any such element makes the request malformed."""
+    _ = value[0]  # parses the children
+    if len(value.children) > len(value._fields):
+        raise OcspMalformed(f"unexpected elements in {type(value).__name__}")
+    return value
 
 
 def _cert_id(raw: asn1_ocsp.CertId) -> CertId:
@@ -312,12 +332,16 @@ def _cert_id(raw: asn1_ocsp.CertId) -> CertId:
 
 
 def _check_extensions(extensions: asn1_core.SequenceOf, understood: frozenset[str]) -> None:
-    if not isinstance(extensions, asn1_core.Void) and len(extensions) == 0:
-        # RFC 5280 4.1 (imported by RFC 6960): Extensions ::= SEQUENCE SIZE (1..MAX).
-        raise OcspMalformed("empty extension list")
+    if isinstance(extensions, asn1_core.Void):
+        return
+    # RFC 5280 4.1 (imported by RFC 6960): Extensions ::= SEQUENCE SIZE (1..MAX). RFC 6960
+    # 4.4 defines a handful of extensions, each allowed once; the cap is counted before
+    # any entry is decoded.
+    if not 1 <= len(extensions) <= _MAX_EXTENSIONS:
+        raise OcspMalformed(f"an extension list holds 1 to {_MAX_EXTENSIONS} extensions")
     seen: set[str] = set()
     for item in extensions:
-        oid = item["extn_id"].dotted
+        oid = _exact_fields(item)["extn_id"].dotted
         if oid in seen:
             # RFC 5280 4.2: at most one instance of an extension.
             raise OcspMalformed("duplicate extension")
@@ -337,26 +361,36 @@ def _nonce(extension_value: bytes) -> bytes:
 
 
 def _request_fields(request: asn1_ocsp.OCSPRequest) -> OcspRequest:
-    tbs = request["tbs_request"]
-    # Count before parsing the entries, so a flood of CertIDs costs nothing.
-    request_list = tbs["request_list"]
-    if not 1 <= len(request_list) <= MAX_CERT_IDS:
-        raise OcspMalformed(f"a request must carry 1 to {MAX_CERT_IDS} CertIDs")
-    # Forces the full schema parse of tbsRequest: lazily parsed parts would otherwise only
-    # fail later, outside this function.
-    _ = tbs.native
+    # Every part is decoded here, inside parse_request's guard: asn1crypto parses lazily,
+    # and a part left undecoded would fail later, outside it.
+    _exact_fields(request)
+    tbs = _exact_fields(request["tbs_request"])
     if tbs["version"].native != "v1":
         raise OcspMalformed("unsupported OCSP request version")
+    requestor_name = tbs["requestor_name"]
+    if not isinstance(requestor_name, asn1_core.Void):
+        # RFC 6960 4.1.2: only meaningful in signed requests, which are not required here;
+        # its CHOICE must be valid, its contents are ignored (decoding a huge Name costs
+        # far more than anything else in a request).
+        _ = requestor_name.chosen
     signature = request["optional_signature"]
     if not isinstance(signature, asn1_core.Void):
         # RFC 6960 4.1.2: the signature is optional and this responder does not require
         # one; it is ignored, but its outer shape must parse. Certificates inside it are
         # not decoded (the DER walk has already bounded them).
-        _ = signature["signature_algorithm"].native, signature["signature"].native
+        _exact_fields(signature)
+        _ = signature["signature_algorithm"]["algorithm"].dotted, signature["signature"].native
         _ = len(signature["certs"])
 
+    # Counted before any entry is decoded.
+    request_list = tbs["request_list"]
+    if not 1 <= len(request_list) <= MAX_CERT_IDS:
+        raise OcspMalformed(f"a request must carry 1 to {MAX_CERT_IDS} CertIDs")
     cert_ids = []
     for item in request_list:
+        # No single-request extension is acted on (RFC 6960 4.4.6's service locator is
+        # for proxies), so a critical one makes the request unanswerable.
+        _exact_fields(item)
         _check_extensions(item["single_request_extensions"], frozenset())
         cert_ids.append(_cert_id(item["req_cert"]))
 
@@ -370,8 +404,8 @@ def _request_fields(request: asn1_ocsp.OCSPRequest) -> OcspRequest:
             nonce = _nonce(value)
         elif oid == _OID_ACCEPTABLE_RESPONSES:
             accepted = asn1_ocsp.AcceptableResponses.load(value, strict=True)
-            # RFC 6960 4.4.3: a client must accept id-pkix-ocsp-basic, the only type we send.
-            if _OID_BASIC_RESPONSE not in {item.dotted for item in accepted}:
+            # RFC 6960 4.4.3: a client must accept id-pkix-ocsp-basic, the only type sent.
+            if _OID_BASIC_RESPONSE not in {response_type.dotted for response_type in accepted}:
                 raise OcspMalformed("the client does not accept basic OCSP responses")
     return OcspRequest(tuple(cert_ids), nonce)
 

@@ -1,0 +1,1 @@
+"""HTTP adapters: CRLs, CA certificates and the OCSP responder for relying parties."""
