@@ -263,6 +263,8 @@ def build_crl(
     crl_extensions = der.tlv(_CRL_EXTENSIONS_TAG, der.sequence(*extensions))
 
     # The one place that scales with the number of entries: a C-level length sum and join.
+    if not isinstance(entries, list | tuple):
+        entries = list(entries)  # an iterator would be used up by the length sum
     entries_length = sum(map(len, entries))
     if entries_length:
         revoked_header = _header(0x30, entries_length)

@@ -69,6 +69,8 @@ _MAX_DEPTH: Final = 32
 # certificate of a conforming CA.
 _MAX_SERIAL_OCTETS: Final = 20
 _MAX_EXTENSIONS: Final = 16
+# Real OIDs are a few dozen octets; a 2.25 UUID OID is about 20.
+_MAX_OID_OCTETS: Final = 128
 # An unsigned request has a few dozen DER elements, a signed one with a certificate or
 # two a few hundred. Checking each element costs about a microsecond, so the cap bounds
 # the work on hostile input to a few milliseconds whatever its size.
@@ -241,6 +243,10 @@ def _check_primitive(tag: int, value: bytes) -> None:
     elif tag == 0x06:  # OBJECT IDENTIFIER, X.690 8.19.2: no 0x80 padding, last octet ends
         if not value or value[-1] & 0x80:
             raise OcspMalformed("truncated OBJECT IDENTIFIER")
+        if len(value) > _MAX_OID_OCTETS:
+            # Decoding an arc is quadratic in its length (asn1crypto builds the integer
+            # seven bits at a time), and no OID in an OCSP request comes near the cap.
+            raise OcspMalformed("OBJECT IDENTIFIER too long")
         previous = 0
         for octet in value:
             if octet == 0x80 and not previous & 0x80:

@@ -124,6 +124,9 @@ class RevocationService:
                 metadata={"field": "reason"},
             )
         now = self._clock.now()
+        if invalidity_date is not None:
+            # CRL and OCSP times carry whole seconds.
+            invalidity_date = invalidity_date.replace(microsecond=0)
         if invalidity_date is not None and invalidity_date > now:
             raise InvalidArgument(
                 "the invalidity date cannot be in the future", metadata={"field": "invalidity_date"}
