@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import grpc
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from grpc_health.v1 import health_pb2
 from redis.asyncio import Redis
 
@@ -50,6 +50,7 @@ from ca_service.services.crl import CrlPolicy, CrlPublisher
 from ca_service.services.enrollment import EnrollmentService, EnrollmentTimes
 from ca_service.services.issuance import IssuanceService
 from ca_service.services.notices import queue_certificate_notices
+from ca_service.services.ocsp import OcspResponder
 from ca_service.services.revocation import RevocationFeed, RevocationService
 
 __all__ = ["Application", "serve", "start"]
@@ -213,6 +214,24 @@ async def start(
             servicer, loaded.grpc_server, settings.grpc_address, reuse_port=reuse_port
         )
         publisher = _crl_publisher(settings, loaded, database, clock)
+        responder_files = await asyncio.to_thread(
+            files.ocsp_responder, loaded, settings.passphrase(), clock.now()
+        )
+        responder = OcspResponder(
+            signer=SoftwareSigner(responder_files.key),
+            responder_certificate=responder_files.certificate_der,
+            responder_key_id=_key_id(
+                x509.load_der_x509_certificate(responder_files.certificate_der)
+            ),
+            issuer_name=loaded.issuing.subject.public_bytes(),
+            issuer_public_key=loaded.issuing.public_key().public_bytes(
+                Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+            ),
+            certificates=issuance_store,
+            revocations=SqlRevocationStore(database),
+            clock=clock,
+            validity=timedelta(minutes=settings.ocsp_validity_minutes),
+        )
         http = HttpServer()
         RelyingPartyEndpoints(
             publisher=publisher,
@@ -222,7 +241,7 @@ async def start(
             ca_issuers_url=settings.client_profile.ca_issuers_url,
             issuing_der=loaded.issuing.public_bytes(Encoding.DER),
             root_der=loaded.root.public_bytes(Encoding.DER),
-        ).install(http)
+        ).install(http, responder, settings.client_profile.ocsp_url)
         http_host, http_port = settings.http_address.rsplit(":", 1)
         bound_http_port = await http.start(http_host, int(http_port), reuse_port=reuse_port)
         await server.start()
@@ -238,6 +257,22 @@ async def start(
         database, server, port, health_servicer, redis, pkcs12_pool, feed, http, bound_http_port
     )
     app.background.append(asyncio.create_task(publisher.run(app.stopping, feed)))
+    app.background.append(asyncio.create_task(responder.run(app.stopping, feed)))
+
+    async def rotate_responder() -> None:
+        current = await asyncio.to_thread(
+            files.ocsp_responder, loaded, settings.passphrase(), clock.now()
+        )
+        certificate = x509.load_der_x509_certificate(current.certificate_der)
+        responder.use_key(
+            SoftwareSigner(current.key), current.certificate_der, _key_id(certificate)
+        )
+
+    app.background.append(
+        asyncio.create_task(
+            _every(3600, app.stopping, rotate_responder, "rotating the OCSP responder key")
+        )
+    )
     if delivery is not None:
         app.background.append(asyncio.create_task(delivery.run(app.stopping)))
         app.background.append(

@@ -12,16 +12,17 @@ Layout::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ca_service.domain.profiles import CaProfile, Role
 from ca_service.errors import AlreadyExists, ConfigurationError
@@ -34,9 +35,10 @@ from ca_service.pki.keys import (
     generate_key,
     unencrypted_pem,
 )
+from ca_service.pki.ocsp import create_ocsp_signing_certificate
 from ca_service.pki.signer import SoftwareSigner
 
-__all__ = ["CaFiles", "ClientCredential", "LoadedCa"]
+__all__ = ["CaFiles", "ClientCredential", "LoadedCa", "OcspResponderFiles"]
 
 _SERVER_DNS_NAMES = ("localhost",)
 _SERVER_IPS = ("127.0.0.1", "::1")
@@ -60,6 +62,17 @@ class ClientCredential:
     certificate_pem: bytes
     key_pem: bytes
     trust_pem: bytes
+
+
+@dataclass(frozen=True)
+class OcspResponderFiles:
+    certificate_der: bytes
+    key: CaPrivateKey
+
+
+def _organization(certificate: x509.Certificate) -> str:
+    names = certificate.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
+    return str(names[0].value) if names else "CA"
 
 
 @dataclass(frozen=True)
@@ -224,6 +237,73 @@ class CaFiles:
             return bytes.fromhex(path.read_text().strip())
         except (OSError, ValueError) as exc:
             raise ConfigurationError(f"cannot read the code key {path}: {exc}") from None
+
+    def ocsp_responder(
+        self,
+        loaded: LoadedCa,
+        passphrase: bytes,
+        now: datetime,
+        lifetime: timedelta = timedelta(days=90),
+    ) -> OcspResponderFiles:
+        """The delegated OCSP responder's key and certificate (``ocsp/``), issued by the
+        issuing CA and rotated once two thirds of its lifetime have passed. A file lock
+        keeps several processes from rotating it at once."""
+        directory = self.path("ocsp")
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(directory / ".lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = self._read_ocsp(directory, passphrase)
+                if current is not None:
+                    cert = x509.load_der_x509_certificate(current.certificate_der)
+                    remaining = cert.not_valid_after_utc - now
+                    total = cert.not_valid_after_utc - cert.not_valid_before_utc
+                    if remaining > total / 3:
+                        return current
+                return self._new_ocsp(directory, loaded, passphrase, now, lifetime)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read_ocsp(self, directory: Path, passphrase: bytes) -> OcspResponderFiles | None:
+        if not (directory / "cert.pem").exists():
+            return None
+        cert = x509.load_pem_x509_certificate((directory / "cert.pem").read_bytes())
+        key = self._decrypt(directory / "key.pem", passphrase)
+        return OcspResponderFiles(cert.public_bytes(Encoding.DER), key)
+
+    def _new_ocsp(
+        self,
+        directory: Path,
+        loaded: LoadedCa,
+        passphrase: bytes,
+        now: datetime,
+        lifetime: timedelta,
+    ) -> OcspResponderFiles:
+        key = generate_key(KeyAlgorithm.EC_P256)
+        spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        issuing = loaded.issuing
+        certificate = create_ocsp_signing_certificate(
+            SoftwareSigner(loaded.issuing_key),
+            issuer_name=issuing.subject.public_bytes(),
+            issuer_key_id=issuing.extensions.get_extension_for_class(
+                x509.SubjectKeyIdentifier
+            ).value.digest,
+            responder_spki=spki,
+            common_name="OCSP Responder",
+            organization=_organization(issuing),
+            not_before=now - timedelta(minutes=5),
+            not_after=now + lifetime,
+        )
+        # Write beside, then rename: readers never see a key without its certificate.
+        for name, data, mode in (
+            ("key.pem.new", encrypt_private_key(key, passphrase), 0o600),
+            ("cert.pem.new", _pem(certificate), 0o644),
+        ):
+            (directory / name).unlink(missing_ok=True)
+            _write(directory / name, data, mode)
+        os.replace(directory / "key.pem.new", directory / "key.pem")
+        os.replace(directory / "cert.pem.new", directory / "cert.pem")
+        return OcspResponderFiles(certificate, key)
 
     def load(self, passphrase: bytes) -> LoadedCa:
         if not self.exists():

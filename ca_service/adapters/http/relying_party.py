@@ -3,20 +3,22 @@ every certificate, the CA certificates (AIA caIssuers), and the OCSP responder."
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import datetime
 from email.utils import format_datetime
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ca_service.adapters.http.server import HttpServer, Request, Response
 from ca_service.adapters.sql.crls import PublishedCrl
+from ca_service.pki.ocsp import error_response
 from ca_service.ports import Clock
 from ca_service.services.crl import CrlPublisher
+from ca_service.services.ocsp import OcspAnswer, OcspResponder
 
-__all__ = ["RelyingPartyEndpoints"]
-
-OcspHandler = Callable[[Request], Awaitable[Response]]
+__all__ = ["OcspEndpoint", "RelyingPartyEndpoints"]
 
 
 def _http_date(instant: datetime) -> str:
@@ -45,7 +47,10 @@ class RelyingPartyEndpoints:
         self._cache_seconds = cache_seconds
 
     def install(
-        self, server: HttpServer, ocsp: OcspHandler | None = None, ocsp_path: str = "/ocsp"
+        self,
+        server: HttpServer,
+        ocsp: OcspResponder | None = None,
+        ocsp_url: str = "http://localhost/ocsp",
     ) -> None:
         server.route("GET", self._paths["full"], lambda r: self._crl("full", r))
         server.route("GET", self._paths["delta"], lambda r: self._crl("delta", r))
@@ -53,8 +58,9 @@ class RelyingPartyEndpoints:
         root_path = self._issuers_path.rsplit("/", 1)[0] + "/root.der"
         server.route("GET", root_path, lambda r: self._certificate(self._root_der, r))
         if ocsp is not None:
-            server.route("POST", ocsp_path, ocsp)
-            server.route("GET", ocsp_path.rstrip("/") + "/", ocsp)
+            handler = OcspEndpoint(ocsp, self._clock, urlsplit(ocsp_url).path.rstrip("/"))
+            server.route("POST", handler.path or "/", handler)
+            server.route("GET", handler.path + "/", handler)
 
     def _crl(self, kind: str, request: Request) -> Response:
         crl: PublishedCrl | None = self._publisher.current.get(kind)
@@ -89,3 +95,53 @@ class RelyingPartyEndpoints:
         if request.headers.get("if-none-match") == etag:
             return Response(304, b"", headers)
         return Response(200, der, headers)
+
+
+class OcspEndpoint:
+    """POST with the DER request as body, or GET with it base64-encoded in the path
+    (RFC 6960 A.1, RFC 5019 5). Answers are always HTTP 200 with an OCSP response, even
+    for a malformed request (which gets OCSP's own malformedRequest)."""
+
+    def __init__(self, responder: OcspResponder, clock: Clock, path: str) -> None:
+        self._responder = responder
+        self._clock = clock
+        self.path = path
+
+    def _request_der(self, request: Request) -> bytes | None:
+        if request.method == "POST":
+            return request.body
+        encoded = unquote(request.path.split("?", 1)[0][len(self.path) + 1 :])
+        try:
+            return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except (ValueError, binascii.Error):
+            return None
+
+    def __call__(self, request: Request) -> Response | Awaitable[Response]:
+        der = self._request_der(request)
+        if der is None:
+            return self._response(OcspAnswer(error_response("malformed_request")), request)
+        answer = self._responder.cached(der)
+        if answer is not None:
+            return self._response(answer, request)
+        return self._respond(der, request)
+
+    async def _respond(self, der: bytes, request: Request) -> Response:
+        return self._response(await self._responder.respond(der), request)
+
+    def _response(self, answer: OcspAnswer, request: Request) -> Response:
+        headers = [("Content-Type", "application/ocsp-response")]
+        if answer.this_update is None or answer.next_update is None:
+            headers.append(("Cache-Control", "no-store"))
+            return Response(200, answer.body, headers)
+        # RFC 5019 6.2: let caches keep it until nextUpdate and no longer.
+        max_age = max(0, int((answer.next_update - self._clock.now()).total_seconds()))
+        etag = '"' + hashlib.sha1(answer.body, usedforsecurity=False).hexdigest() + '"'
+        headers += [
+            ("Last-Modified", _http_date(answer.this_update)),
+            ("Expires", _http_date(answer.next_update)),
+            ("ETag", etag),
+            ("Cache-Control", f"max-age={max_age}, public, no-transform, must-revalidate"),
+        ]
+        if request.method == "GET" and request.headers.get("if-none-match") == etag:
+            return Response(304, b"", headers)
+        return Response(200, answer.body, headers)

@@ -149,6 +149,15 @@ class SqlRevocationStore:
 
         return [_record(row) for row in await self._database.read(read)]
 
+    async def of_serial(self, serial: int) -> RevocationRecord | None:
+        def read(cursor: Cursor) -> tuple[Any, ...] | None:
+            return cursor.execute(
+                f"SELECT {_COLUMNS} FROM revocations WHERE serial = ?", (format(serial, "x"),)
+            ).fetchone()
+
+        row = await self._database.read(read)
+        return None if row is None else _record(row)
+
     async def latest_sequence(self) -> int:
         def read(cursor: Cursor) -> tuple[Any, ...] | None:
             return cursor.execute("SELECT MAX(sequence) FROM revocations").fetchone()
