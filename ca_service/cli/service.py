@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _use_uvloop() -> None:
+    """uvloop roughly doubles what the HTTP endpoints (OCSP, CRL) answer per second; gRPC
+    runs on it too. Without it (not installable somewhere) the standard loop is used."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    uvloop.install()
+
+
 def _init(settings: Settings) -> None:
     files = CaFiles(settings.data_dir)
     files.initialise(
@@ -98,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "serve":
             if settings.grpc_workers > 1 and not args.reuse_port:
                 return serve_workers(settings)
+            _use_uvloop()
             asyncio.run(serve(settings, reuse_port=args.reuse_port))
         elif args.command == "migrate":
             database = open_database(settings.database_url, readers=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
 from collections.abc import Awaitable
 from datetime import datetime
 from email.utils import format_datetime
@@ -100,21 +101,36 @@ class RelyingPartyEndpoints:
 class OcspEndpoint:
     """POST with the DER request as body, or GET with it base64-encoded in the path
     (RFC 6960 A.1, RFC 5019 5). Answers are always HTTP 200 with an OCSP response, even
-    for a malformed request (which gets OCSP's own malformedRequest)."""
+    for a malformed request (which gets OCSP's own malformedRequest).
+
+    The hot path (a repeated GET for a pre-signed answer) decodes nothing and formats no
+    dates: paths map to request DER, and each answer's fixed headers are rendered once.
+    """
+
+    _MAX_REMEMBERED_PATHS = 100_000
 
     def __init__(self, responder: OcspResponder, clock: Clock, path: str) -> None:
         self._responder = responder
         self._clock = clock
         self.path = path
+        self._paths: dict[str, bytes] = {}
+        self._headers: dict[int, tuple[OcspAnswer, list[tuple[str, str]], str, float]] = {}
 
     def _request_der(self, request: Request) -> bytes | None:
         if request.method == "POST":
             return request.body
+        known = self._paths.get(request.path)
+        if known is not None:
+            return known
         encoded = unquote(request.path.split("?", 1)[0][len(self.path) + 1 :])
         try:
-            return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+            der = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         except (ValueError, binascii.Error):
             return None
+        if len(self._paths) >= self._MAX_REMEMBERED_PATHS:
+            self._paths.clear()
+        self._paths[request.path] = der
+        return der
 
     def __call__(self, request: Request) -> Response | Awaitable[Response]:
         der = self._request_der(request)
@@ -128,18 +144,36 @@ class OcspEndpoint:
     async def _respond(self, der: bytes, request: Request) -> Response:
         return self._response(await self._responder.respond(der), request)
 
-    def _response(self, answer: OcspAnswer, request: Request) -> Response:
-        headers = [("Content-Type", "application/ocsp-response")]
-        if answer.this_update is None or answer.next_update is None:
-            headers.append(("Cache-Control", "no-store"))
-            return Response(200, answer.body, headers)
-        # RFC 5019 6.2: let caches keep it until nextUpdate and no longer.
-        max_age = max(0, int((answer.next_update - self._clock.now()).total_seconds()))
+    def _fixed_headers(self, answer: OcspAnswer) -> tuple[list[tuple[str, str]], str, float]:
+        remembered = self._headers.get(id(answer))
+        if remembered is not None and remembered[0] is answer:
+            return remembered[1], remembered[2], remembered[3]
+        assert answer.this_update is not None and answer.next_update is not None
         etag = '"' + hashlib.sha1(answer.body, usedforsecurity=False).hexdigest() + '"'
-        headers += [
+        headers = [
+            ("Content-Type", "application/ocsp-response"),
             ("Last-Modified", _http_date(answer.this_update)),
             ("Expires", _http_date(answer.next_update)),
             ("ETag", etag),
+        ]
+        if len(self._headers) >= self._MAX_REMEMBERED_PATHS:
+            self._headers.clear()
+        expires = answer.next_update.timestamp()
+        self._headers[id(answer)] = (answer, headers, etag, expires)
+        return headers, etag, expires
+
+    def _response(self, answer: OcspAnswer, request: Request) -> Response:
+        if answer.this_update is None or answer.next_update is None:
+            return Response(
+                200,
+                answer.body,
+                [("Content-Type", "application/ocsp-response"), ("Cache-Control", "no-store")],
+            )
+        fixed, etag, expires = self._fixed_headers(answer)
+        # RFC 5019 6.2: let caches keep it until nextUpdate and no longer.
+        max_age = max(0, int(expires - time.time()))
+        headers = [
+            *fixed,
             ("Cache-Control", f"max-age={max_age}, public, no-transform, must-revalidate"),
         ]
         if request.method == "GET" and request.headers.get("if-none-match") == etag:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["Handler", "HttpServer", "Request", "Response"]
 
@@ -72,8 +72,8 @@ class _Connection(asyncio.Protocol):
         self._pending: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
