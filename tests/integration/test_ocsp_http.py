@@ -266,3 +266,72 @@ def test_unknown_serial_other_issuer_and_garbage(server: CaProcess, pems: dict[s
         assert ocsp.load_der_ocsp_response(response.read()).response_status is (
             ocsp.OCSPResponseStatus.MALFORMED_REQUEST
         )
+
+
+def _valid_request(server: CaProcess, pems: dict[str, Path]) -> bytes:
+    certificate, _ = _issue(server, pems["dir"], "ocspfuzz")
+    issuer = x509.load_pem_x509_certificate(pems["issuing"].read_bytes())
+    return _request(certificate, issuer, nonce=True)
+
+
+def test_fuzzed_requests_always_get_an_ocsp_answer(
+    server: CaProcess, pems: dict[str, Path]
+) -> None:
+    """Random and mutated requests over HTTP: always HTTP 200 with a well-formed OCSP
+    response (an error status or a correct answer), never a 500 or a hang."""
+    import http.client
+    import random
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    valid = _valid_request(server, pems)
+    host, port = server.http.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+
+    def mutate(seed: int, kind: int) -> bytes:
+        rnd = random.Random(seed)
+        data = bytearray(valid)
+        if kind == 0:  # flip bits
+            for _ in range(rnd.randint(1, 8)):
+                data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+        elif kind == 1:  # truncate
+            del data[rnd.randrange(len(data)) :]
+        elif kind == 2:  # insert bytes
+            position = rnd.randrange(len(data))
+            data[position:position] = rnd.randbytes(rnd.randint(1, 16))
+        else:  # corrupt a length byte
+            data[rnd.choice([1, 3, 5, 7])] = rnd.randrange(256)
+        return bytes(data)
+
+    def check(body: bytes, method: str) -> None:
+        if method == "POST":
+            connection.request(
+                "POST", "/ocsp", body=body, headers={"Content-Type": "application/ocsp-request"}
+            )
+        else:
+            path = urllib.request.quote(base64.b64encode(body).decode(), safe="")
+            connection.request("GET", f"/ocsp/{path}")
+        response = connection.getresponse()
+        payload = response.read()
+        assert response.status == 200, (response.status, payload[:100])
+        parsed = ocsp.load_der_ocsp_response(payload)
+        if parsed.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL:
+            assert parsed.certificate_status in set(ocsp.OCSPCertStatus)
+
+    @settings(
+        max_examples=1500, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(
+        st.one_of(
+            st.binary(max_size=600), st.builds(mutate, st.integers(0, 2**32), st.integers(0, 3))
+        ),
+        st.sampled_from(["POST", "GET"]),
+    )
+    def run(body: bytes, method: str) -> None:
+        check(body, method)
+
+    try:
+        run()
+    finally:
+        connection.close()
