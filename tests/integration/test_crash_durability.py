@@ -10,33 +10,19 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca_service.adapters.sql.database import open_database
 from ca_service.api import pb
 from ca_service.client import aio_secure_channel, stub
-from tests.support import CaProcess, ca_env, init_ca
+from tests.support import CaProcess, ca_env, init_ca, make_csr
 
 CLIENTS = 32
-
-
-def _csr() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name.from_rfc4514_string("CN=x"))
-        .sign(key, hashes.SHA256())
-        .public_bytes(Encoding.DER)
-    )
 
 
 async def _issue_until_killed(
     server: CaProcess, received: list[str], stop: threading.Event
 ) -> None:
-    csr = _csr()
+    csr = make_csr()
     async with aio_secure_channel(server.address, server.operator()) as channel:
         api = stub(channel)
 

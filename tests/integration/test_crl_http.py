@@ -15,46 +15,22 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca_service.adapters.keystore import CaFiles
 from ca_service.api import pb
 from ca_service.client import secure_channel, stub
-from tests.support import CaProcess, ca_env, init_ca, run, tool
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support import CaProcess, make_csr, run, start_http_ca, tool
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[CaProcess]:
-    data_dir = tmp_path_factory.mktemp("crl") / "ca"
-    port = _free_port()
-    extra = {
-        "CA_HTTP_ADDRESS": f"127.0.0.1:{port}",
-        "CA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        "CA_REDIS_URL": redis_server,
-        "CA_REDIS_PREFIX": "crltest:",
-    }
-    init_ca(data_dir, **extra)
-    process = CaProcess(data_dir, ca_env(data_dir, **extra), data_dir.parent / "log").start()
+    process = start_http_ca(tmp_path_factory.mktemp("crl") / "ca", redis_server, "crltest:")
     yield process
     process.stop()
 
 
 def _issue(server: CaProcess, user_id: str) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name.from_rfc4514_string("CN=x"))
-        .sign(key, hashes.SHA256())
-        .public_bytes(Encoding.DER)
-    )
+    csr = make_csr()
     with secure_channel(server.address, server.operator()) as channel:
         response = stub(channel).SignCsr(
             pb.SignCsrRequest(csr=csr, user_id=user_id, organization="CRL Test")

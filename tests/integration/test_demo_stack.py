@@ -5,26 +5,19 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.support import run, tool
+from tests.support import free_port, run, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_stack_up_runs_ca_redis_and_mail_sink(tmp_path: Path) -> None:
     state = tmp_path / "stack"
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CA_")}
     env.update({"STACK_STATE_DIR": str(state), "CA_GRPC_ADDRESS": address})
     process = subprocess.Popen(
@@ -88,7 +81,7 @@ def test_mail_sink_saves_each_message_as_eml(tmp_path: Path) -> None:
     import smtplib
     from email.message import EmailMessage
 
-    port = _free_port()
+    port = free_port()
     sink = subprocess.Popen(
         [tool("ca-mailsink"), "--dir", str(tmp_path / "mail"), "--port", str(port)],
         stdout=subprocess.PIPE,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,23 +24,6 @@ from tests.stack_support import (
     start_stack,
 )
 from tests.support import run, tool
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: str, smtp: SmtpSink
-) -> Iterator[Stack]:
-    built = start_stack(tmp_path_factory.mktemp("enroll"), redis_server, smtp)
-    yield built
-    for server in built.servers:
-        server.stop()
 
 
 def test_master_registers_a_general_user_who_enrolls(

@@ -5,7 +5,6 @@ well-formed OCSP errors for garbage and for other issuers."""
 from __future__ import annotations
 
 import base64
-import socket
 import subprocess
 import time
 import urllib.request
@@ -22,27 +21,12 @@ from cryptography.x509 import ocsp
 from ca_service.adapters.keystore import CaFiles
 from ca_service.api import pb
 from ca_service.client import secure_channel, stub
-from tests.support import CaProcess, ca_env, init_ca, run, tool
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support import CaProcess, run, start_http_ca, tool
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterator[CaProcess]:
-    data_dir = tmp_path_factory.mktemp("ocsp") / "ca"
-    port = _free_port()
-    extra = {
-        "CA_HTTP_ADDRESS": f"127.0.0.1:{port}",
-        "CA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        "CA_REDIS_URL": redis_server,
-        "CA_REDIS_PREFIX": "ocsptest:",
-    }
-    init_ca(data_dir, **extra)
-    process = CaProcess(data_dir, ca_env(data_dir, **extra), data_dir.parent / "log").start()
+    process = start_http_ca(tmp_path_factory.mktemp("ocsp") / "ca", redis_server, "ocsptest:")
     yield process
     process.stop()
 
@@ -269,7 +253,7 @@ def test_unknown_serial_other_issuer_and_garbage(server: CaProcess, pems: dict[s
 
 
 def _valid_request(server: CaProcess, pems: dict[str, Path]) -> bytes:
-    certificate, _ = _issue(server, pems["dir"], "ocspfuzz")
+    certificate, _ = _issue(server, pems["dir"], "ocspfuzz1")
     issuer = x509.load_pem_x509_certificate(pems["issuing"].read_bytes())
     return _request(certificate, issuer, nonce=True)
 

@@ -6,53 +6,21 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca_service.api import pb
 from ca_service.client import aio_secure_channel, stub
 from tests.smtp_sink import SmtpSink
-from tests.stack_support import Stack, authenticate, new_org, reason_of, start_stack
-from tests.support import run, tool
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: str, smtp: SmtpSink
-) -> Iterator[Stack]:
-    built = start_stack(tmp_path_factory.mktemp("revoke"), redis_server, smtp)
-    yield built
-    for server in built.servers:
-        server.stop()
-
-
-def _csr() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name.from_rfc4514_string("CN=x"))
-        .sign(key, hashes.SHA256())
-        .public_bytes(Encoding.DER)
-    )
+from tests.stack_support import Stack, authenticate, new_org, reason_of
+from tests.support import make_csr, run, tool
 
 
 def _issue(stack: Stack, user_id: str) -> pb.Certificate:
     operator = stack.api(stack.operator)
     return operator.SignCsr(
-        pb.SignCsrRequest(csr=_csr(), user_id=user_id, organization="失効テスト")
+        pb.SignCsrRequest(csr=make_csr(), user_id=user_id, organization="失効テスト")
     ).certificate
 
 

@@ -62,6 +62,22 @@ def _side_effects(
         enqueue(cursor, message, now)
 
 
+def _insert_user(cursor: Cursor, account: Account, now: int | None) -> None:
+    cursor.execute(
+        "INSERT INTO users (user_id, organization_id, role, email, password_hash,"
+        " blocked_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+        (
+            account.user_id,
+            account.organization_id,
+            account.role.value,
+            account.email,
+            account.password_hash,
+            now,
+            now,
+        ),
+    )
+
+
 class SqlAccountStore:
     def __init__(self, database: Database, mail_queued: Callable[[], None] | None = None) -> None:
         """``mail_queued`` is called after a commit that queued mail (to wake the worker)."""
@@ -164,19 +180,7 @@ class SqlAccountStore:
                 )
             now = _epoch(audit.at)
             if initial.reset_user_id is None:
-                cursor.execute(
-                    "INSERT INTO users (user_id, organization_id, role, email, password_hash,"
-                    " blocked_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
-                    (
-                        account.user_id,
-                        account.organization_id,
-                        AccountRole.MASTER.value,
-                        account.email,
-                        account.password_hash,
-                        now,
-                        now,
-                    ),
-                )
+                _insert_user(cursor, account, now)
             else:
                 cursor.execute(
                     "UPDATE users SET email = ?, password_hash = ?, blocked_at = NULL,"
@@ -194,20 +198,7 @@ class SqlAccountStore:
 
     async def create_user(self, account: Account, audit: AuditEntry) -> None:
         def write(cursor: Cursor) -> None:
-            now = _epoch(audit.at)
-            cursor.execute(
-                "INSERT INTO users (user_id, organization_id, role, email, password_hash,"
-                " blocked_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
-                (
-                    account.user_id,
-                    account.organization_id,
-                    account.role.value,
-                    account.email,
-                    account.password_hash,
-                    now,
-                    now,
-                ),
-            )
+            _insert_user(cursor, account, _epoch(audit.at))
             append_audit(cursor, audit)
 
         try:
