@@ -119,6 +119,12 @@ The CA is running, with Redis and a local SMTP sink. In another terminal, from {
   .venv/bin/ca-admin cert sign --csr user.csr --user taro0001 --org 'Example Co' --out user.pem
   .venv/bin/ca-admin cert issue --user taro0001 --org 'Example Co' --out-dir .   # PKCS#12
 
+Relying parties: the CRL, delta CRL, OCSP responder and CA certificates are at the URLs
+written in each certificate (`openssl x509 -in user.pem -noout -text`), e.g.
+  openssl ocsp -issuer {data_dir}/issuing/ca.pem -cert user.pem -url {base}/ocsp \
+      -CAfile {data_dir}/root/ca.pem -verify_other {data_dir}/issuing/ca.pem
+  .venv/bin/ca-admin cert revoke SERIAL --reason key_compromise; .venv/bin/ca-admin audit verify
+
 Every mail the CA sends (authentication codes, lock and block notices, renewal and expiry
 notices) is saved as an .eml file in {mail_dir} and announced below.
 State lives in {state}: delete it, or run `python3 stack.py clean`, to start from scratch.
@@ -178,6 +184,11 @@ def up() -> int:
                 "CA_MAIL_POLL_SECONDS": "1",
             }
         )
+        if "CA_HTTP_ADDRESS" not in env:
+            # CRLs, OCSP and the CA certificates; the certificates carry these URLs.
+            http_port = _port(8080)
+            env["CA_HTTP_ADDRESS"] = f"127.0.0.1:{http_port}"
+            env.setdefault("CA_PUBLIC_BASE_URL", f"http://127.0.0.1:{http_port}")
         server = subprocess.Popen(
             [str(BIN / "ca-service"), "serve"], env=env, stdout=subprocess.PIPE, text=True
         )
@@ -185,6 +196,7 @@ def up() -> int:
         print(_wait_for_line(server, "listening", "ca-service"), flush=True)
         print(
             GUIDE.format(
+                base=env.get("CA_PUBLIC_BASE_URL", "http://127.0.0.1:8080"),
                 root=ROOT,
                 data_dir=data_dir,
                 address=env["CA_GRPC_ADDRESS"],
