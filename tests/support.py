@@ -43,6 +43,9 @@ def ca_env(data_dir: Path, **extra: str) -> dict[str, str]:
             "CA_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
             "CA_HTTP_ADDRESS": "127.0.0.1:0",
+            # Never the machine's shared Redis: tests that need one pass a throw-away
+            # server's URL; port 1 refuses connections.
+            "CA_REDIS_URL": "redis://127.0.0.1:1/0",
         }
     )
     env.update(extra)
