@@ -232,6 +232,8 @@ async def start(
             clock=clock,
             validity=timedelta(minutes=settings.ocsp_validity_minutes),
         )
+        # Relying parties never see "no CRL yet": the first one exists before HTTP listens.
+        await publisher.refresh()
         http = HttpServer()
         RelyingPartyEndpoints(
             publisher=publisher,
