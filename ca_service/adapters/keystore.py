@@ -205,6 +205,51 @@ class CaFiles:
         )
         return self._issue_client(services, services_key, profile, name, role, now)
 
+    def issue_server_certificate(
+        self,
+        profile: CaProfile,
+        passphrase: bytes,
+        name: str,
+        dns_names: list[str],
+        ip_addresses: list[str],
+        now: datetime,
+    ) -> Path:
+        """A TLS server certificate from the issuing CA (e.g. for the gateway's HTTPS) in
+        ``tls/<name>``: ``cert.pem`` (with the issuing CA, as servers send it), ``key.pem``
+        (0600) and ``client-trust.pem`` (the CA certificates client certificates chain to)."""
+        directory = self.path("tls", name)
+        if directory.exists():
+            raise AlreadyExists(
+                f"server certificate {name!r} already exists", reason="CREDENTIAL_EXISTS"
+            )
+        if not dns_names and not ip_addresses:
+            raise ConfigurationError("give at least one DNS name or IP address")
+        issuing_pem = self.path("issuing", "ca.pem").read_bytes()
+        issuing_cert = x509.load_pem_x509_certificate(issuing_pem)
+        issuing = hierarchy.IssuedCa(
+            issuing_cert.public_bytes(Encoding.DER),
+            issuing_cert.subject.public_bytes(),
+            issuing_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest,
+        )
+        key = generate_key(KeyAlgorithm.EC_P256)
+        der = hierarchy.create_service_credential(
+            issuing,
+            SoftwareSigner(self._key("issuing", passphrase)),
+            key,
+            profile,
+            name=dns_names[0] if dns_names else name,
+            role=None,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+            now=now,
+        )
+        _write(directory / "cert.pem", _pem(der) + issuing_pem)
+        _write(directory / "key.pem", unencrypted_pem(key), 0o600)
+        _write(
+            directory / "client-trust.pem", issuing_pem + self.path("root", "ca.pem").read_bytes()
+        )
+        return directory
+
     def _key(self, name: str, passphrase: bytes) -> CaPrivateKey:
         return self._decrypt(self.path(name, "key.pem"), passphrase)
 

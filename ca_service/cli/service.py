@@ -58,6 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     credential.add_argument("--name", required=True)
     credential.add_argument("--role", required=True, choices=[role.value for role in Role])
 
+    server_cert = with_data_dir(
+        commands.add_parser(
+            "server-cert",
+            help="issue a TLS server certificate (e.g. the gateway's HTTPS) into tls/NAME",
+        )
+    )
+    server_cert.add_argument("--name", required=True)
+    server_cert.add_argument("--dns", action="append", default=[], help="DNS name (repeat)")
+    server_cert.add_argument("--ip", action="append", default=[], help="IP address (repeat)")
+
     commands.add_parser("config-reference", help="print every setting as a Markdown table")
     return parser
 
@@ -126,6 +136,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 datetime.now(UTC),
             )
             print(f"issued {args.role} credential in {path}")
+        elif args.command == "server-cert":
+            path = CaFiles(settings.data_dir).issue_server_certificate(
+                settings.ca_profile,
+                settings.passphrase(),
+                args.name,
+                args.dns,
+                args.ip,
+                datetime.now(UTC),
+            )
+            print(f"issued a TLS server certificate in {path}")
     except CAError as error:
         fail(PROGRAM, error.message)
     except KeyboardInterrupt:

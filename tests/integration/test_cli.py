@@ -275,3 +275,56 @@ def test_admin_issue_asks_for_the_password_on_the_terminal(
     assert b"Tty-Passw0rd" not in transcript  # not echoed
     (p12,) = tmp_path.glob("tty00001*.p12")
     run(["openssl", "pkcs12", "-in", str(p12), "-passin", "pass:Tty-Passw0rd", "-noout"])
+
+
+def test_server_certificate_for_the_gateway(tmp_path: Path) -> None:
+    data_dir = tmp_path / "ca"
+    files = init_ca(data_dir)
+    env = ca_env(data_dir)
+    out = run(
+        [
+            tool("ca-service"),
+            "server-cert",
+            "--name",
+            "gateway",
+            "--dns",
+            "gateway.example.jp",
+            "--ip",
+            "127.0.0.1",
+        ],
+        env,
+    ).stdout
+    assert out.strip() == f"issued a TLS server certificate in {files.path('tls', 'gateway')}"
+    directory = files.path("tls", "gateway")
+    chain = x509.load_pem_x509_certificates((directory / "cert.pem").read_bytes())
+    leaf = chain[0]
+    assert chain[1] == x509.load_pem_x509_certificate(files.path("issuing", "ca.pem").read_bytes())
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["gateway.example.jp"]
+    assert stat.S_IMODE((directory / "key.pem").stat().st_mode) == 0o600
+    leaf_path = tmp_path / "leaf.pem"
+    leaf_path.write_bytes(leaf.public_bytes(Encoding.PEM))
+    result = run(
+        [
+            "openssl",
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            str(files.path("root", "ca.pem")),
+            "-untrusted",
+            str(files.path("issuing", "ca.pem")),
+            str(leaf_path),
+        ]
+    )
+    assert result.stdout.strip().endswith(": OK")
+    pkilint_certificate(leaf_path)
+    trust = x509.load_pem_x509_certificates((directory / "client-trust.pem").read_bytes())
+    assert len(trust) == 2
+    again = run(
+        [tool("ca-service"), "server-cert", "--name", "gateway", "--dns", "x.example.jp"],
+        env,
+        check=False,
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr
