@@ -125,19 +125,12 @@ class CaFiles:
     def _create(
         self, profile: CaProfile, algorithm: KeyAlgorithm, passphrase: bytes, now: datetime
     ) -> None:
-        root_key = generate_key(algorithm)
-        root = hierarchy.create_root(
-            root_key, profile, profile.root_common_name, now, profile.root_lifetime
-        )
-        issuing_key = generate_key(algorithm)
-        issuing = hierarchy.create_subordinate(
-            root,
-            SoftwareSigner(root_key),
-            issuing_key,
-            profile,
-            profile.issuing_common_name,
-            now,
-            profile.issuing_lifetime,
+        pair = hierarchy.create_pair(algorithm, profile, now)
+        root, root_key, issuing, issuing_key = (
+            pair.root,
+            pair.root_key,
+            pair.issuing,
+            pair.issuing_key,
         )
         services_key = generate_key(KeyAlgorithm.EC_P256)
         services = hierarchy.create_root(

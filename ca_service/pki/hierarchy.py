@@ -24,10 +24,17 @@ from ca_service.pki.certificates import (
     name_der,
     new_serial,
 )
-from ca_service.pki.keys import CaPrivateKey
+from ca_service.pki.keys import CaPrivateKey, KeyAlgorithm, generate_key
 from ca_service.pki.signer import Signer, SoftwareSigner
 
-__all__ = ["IssuedCa", "create_root", "create_service_credential", "create_subordinate"]
+__all__ = [
+    "CaPair",
+    "IssuedCa",
+    "create_pair",
+    "create_root",
+    "create_service_credential",
+    "create_subordinate",
+]
 
 # Back-dating CA certificates a little keeps relying parties with slow clocks happy.
 _CA_BACKDATE = timedelta(hours=1)
@@ -157,3 +164,30 @@ def create_service_credential(
         spki=spki,
         extensions=extensions,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CaPair:
+    """A root CA and the issuing CA under it, with their keys."""
+
+    root: IssuedCa
+    root_key: CaPrivateKey
+    issuing: IssuedCa
+    issuing_key: CaPrivateKey
+
+
+def create_pair(algorithm: KeyAlgorithm, profile: CaProfile, now: datetime) -> CaPair:
+    """New keys, a self-signed root and an issuing CA (pathLen 0) named by ``profile``."""
+    root_key = generate_key(algorithm)
+    root = create_root(root_key, profile, profile.root_common_name, now, profile.root_lifetime)
+    issuing_key = generate_key(algorithm)
+    issuing = create_subordinate(
+        root,
+        SoftwareSigner(root_key),
+        issuing_key,
+        profile,
+        profile.issuing_common_name,
+        now,
+        profile.issuing_lifetime,
+    )
+    return CaPair(root, root_key, issuing, issuing_key)

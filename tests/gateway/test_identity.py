@@ -20,7 +20,7 @@ from ca_service.pki.certificates import (
     name_der,
     new_serial,
 )
-from ca_service.pki.keys import KeyAlgorithm, generate_key
+from ca_service.pki.keys import KeyAlgorithm
 from ca_service.pki.signer import SoftwareSigner
 from gateway.identity import (
     Identity,
@@ -60,18 +60,8 @@ def _ca(name: str) -> tuple[hierarchy.IssuedCa, SoftwareSigner]:
         issuing_common_name=f"{name} Issuing",
         services_common_name="s",
     )
-    root_key, issuing_key = generate_key(KeyAlgorithm.EC_P256), generate_key(KeyAlgorithm.EC_P256)
-    root = hierarchy.create_root(root_key, profile, f"{name} Root", NOW, profile.root_lifetime)
-    issuing = hierarchy.create_subordinate(
-        root,
-        SoftwareSigner(root_key),
-        issuing_key,
-        profile,
-        f"{name} Issuing",
-        NOW,
-        profile.issuing_lifetime,
-    )
-    return issuing, SoftwareSigner(issuing_key)
+    pair = hierarchy.create_pair(KeyAlgorithm.EC_P256, profile, NOW)
+    return pair.issuing, SoftwareSigner(pair.issuing_key)
 
 
 ISSUING, SIGNER = _ca("Ours")

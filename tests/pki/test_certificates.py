@@ -36,8 +36,8 @@ from ca_service.pki.certificates import (
     new_serial,
 )
 from ca_service.pki.csr import accepted_public_key
-from ca_service.pki.hierarchy import create_root, create_subordinate
-from ca_service.pki.keys import KeyAlgorithm, generate_key
+from ca_service.pki.hierarchy import create_pair
+from ca_service.pki.keys import KeyAlgorithm
 from ca_service.pki.signer import SoftwareSigner
 
 NOW = datetime(2026, 11, 21, 1, 0, 0, tzinfo=UTC)
@@ -147,20 +147,8 @@ CLIENT_PROFILE = ClientCertificateProfile(
 
 
 def _hierarchy(algorithm: KeyAlgorithm) -> Hierarchy:
-    root_key = generate_key(algorithm)
-    root = create_root(
-        root_key, CA_PROFILE, CA_PROFILE.root_common_name, NOW, CA_PROFILE.root_lifetime
-    )
-    issuing_key = generate_key(algorithm)
-    issuing = create_subordinate(
-        root,
-        SoftwareSigner(root_key),
-        issuing_key,
-        CA_PROFILE,
-        CA_PROFILE.issuing_common_name,
-        NOW,
-        CA_PROFILE.issuing_lifetime,
-    )
+    pair = create_pair(algorithm, CA_PROFILE, NOW)
+    root, issuing, issuing_key = pair.root, pair.issuing, pair.issuing_key
     factory = ClientCertificateFactory(
         SoftwareSigner(issuing_key),
         issuer_name=issuing.subject,

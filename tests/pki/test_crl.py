@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from ca_service.domain.profiles import CaProfile
 from ca_service.pki import der
 from ca_service.pki.crl import MAX_CRL_NUMBER, Reason, build_crl, encode_entry
-from ca_service.pki.hierarchy import create_root, create_subordinate
-from ca_service.pki.keys import CaPrivateKey, KeyAlgorithm, generate_key
+from ca_service.pki.hierarchy import create_pair
+from ca_service.pki.keys import CaPrivateKey, KeyAlgorithm
 from ca_service.pki.signer import SoftwareSigner
 from tests.support import run, tool
 
@@ -57,20 +57,8 @@ class Ca:
 
 
 def _ca(algorithm: KeyAlgorithm) -> Ca:
-    root_key = generate_key(algorithm)
-    root = create_root(
-        root_key, CA_PROFILE, CA_PROFILE.root_common_name, NOW, CA_PROFILE.root_lifetime
-    )
-    issuing_key = generate_key(algorithm)
-    issuing = create_subordinate(
-        root,
-        SoftwareSigner(root_key),
-        issuing_key,
-        CA_PROFILE,
-        CA_PROFILE.issuing_common_name,
-        NOW,
-        CA_PROFILE.issuing_lifetime,
-    )
+    pair = create_pair(algorithm, CA_PROFILE, NOW)
+    root, issuing, issuing_key = pair.root, pair.issuing, pair.issuing_key
     return Ca(
         algorithm,
         issuing_key,

@@ -35,7 +35,7 @@ from ca_service.pki.certificates import (
     name_der,
     new_serial,
 )
-from ca_service.pki.hierarchy import IssuedCa, create_root, create_subordinate
+from ca_service.pki.hierarchy import IssuedCa, create_pair
 from ca_service.pki.keys import CaPrivateKey, KeyAlgorithm, generate_key
 from ca_service.pki.ocsp import (
     MAX_CERT_IDS,
@@ -133,20 +133,8 @@ def _responder_certificate(
 
 
 def _make_pki(directory: Path, algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256) -> Pki:
-    root_key = generate_key(algorithm)
-    root = create_root(
-        root_key, CA_PROFILE, CA_PROFILE.root_common_name, NOW, CA_PROFILE.root_lifetime
-    )
-    issuing_key = generate_key(algorithm)
-    issuing = create_subordinate(
-        root,
-        SoftwareSigner(root_key),
-        issuing_key,
-        CA_PROFILE,
-        CA_PROFILE.issuing_common_name,
-        NOW,
-        CA_PROFILE.issuing_lifetime,
-    )
+    pair = create_pair(algorithm, CA_PROFILE, NOW)
+    root, issuing, issuing_key = pair.root, pair.issuing, pair.issuing_key
     issuing_signer = SoftwareSigner(issuing_key)
     responder_key = generate_key(KeyAlgorithm.EC_P256)
     responder_der = _responder_certificate(issuing, issuing_signer, responder_key)
