@@ -8,7 +8,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -52,6 +51,7 @@ from ca_service.services.issuance import IssuanceService
 from ca_service.services.notices import queue_certificate_notices
 from ca_service.services.ocsp import OcspResponder
 from ca_service.services.revocation import RevocationFeed, RevocationService
+from ca_service.workers import supervise
 
 __all__ = ["Application", "serve", "start"]
 
@@ -312,8 +312,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
 
 
 def serve_workers(settings: Settings) -> int:
-    """Runs ``settings.grpc_workers`` server processes on one port (SO_REUSEPORT) and stops
-    them all when it is told to stop or when any of them dies."""
+    """Runs ``settings.grpc_workers`` server processes on one port (SO_REUSEPORT)."""
     if settings.grpc_address.endswith(":0"):
         raise ConfigurationError("CA_GRPC_WORKERS > 1 needs an explicit port in CA_GRPC_ADDRESS")
     env = dict(
@@ -322,45 +321,11 @@ def serve_workers(settings: Settings) -> int:
         CA_DATA_DIR=str(settings.data_dir),
         CA_GRPC_ADDRESS=settings.grpc_address,
     )
-    command = [sys.executable, "-m", "ca_service.cli.service", "serve", "--reuse-port"]
-    workers: list[subprocess.Popen[str]] = []
-    stopping = False
-
-    def stop_all(signum: int = signal.SIGTERM, _frame: object = None) -> None:
-        nonlocal stopping
-        stopping = True
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
-    try:
-        for _ in range(settings.grpc_workers):
-            worker = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
-            workers.append(worker)
-            assert worker.stdout is not None
-            if "listening on" not in worker.stdout.readline():
-                raise ConfigurationError("a gRPC worker process failed to start")
-        print(
-            f"ca-service: gRPC API (mTLS) listening on {settings.grpc_address} "
-            f"({settings.grpc_workers} worker processes)",
-            flush=True,
-        )
-        while True:
-            pid, status = os.wait()
-            if not stopping:
-                log.error("worker %d exited (status %d); stopping the others", pid, status)
-                stop_all()
-                return 1
-            if all(worker.poll() is not None for worker in workers):
-                return 0
-    except ChildProcessError:
-        return 0 if stopping else 1
-    finally:
-        stop_all()
-        for worker in workers:
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+    return supervise(
+        [sys.executable, "-m", "ca_service.cli.service", "serve", "--reuse-port"],
+        env,
+        settings.grpc_workers,
+        f"ca-service: gRPC API (mTLS) listening on {settings.grpc_address} "
+        f"({settings.grpc_workers} worker processes)",
+        "listening on",
+    )

@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.errors import GatewayError
+
 __all__ = [
     "IDENTITY_HEADERS",
     "Identity",
@@ -45,9 +47,14 @@ class Refusal(enum.Enum):
     NO_CLIENT_AUTH = "the client certificate is not for client authentication"
     REVOKED = "the client certificate has been revoked"
     STALE = "revocation status cannot be confirmed right now"
+    UNKNOWN_USER = "the certificate's user is not registered"
+    LOCKED = "the user ID is locked"
+    BLOCKED = "the user ID is blocked"
 
 
-class Refused(Exception):
+class Refused(GatewayError):
+    http_status = 403
+
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.value)
         self.refusal = refusal
@@ -70,6 +77,8 @@ class Identity:
     subject: str
     uri: str | None
     not_after: datetime
+    # From the CA's record, once looked up (the certificate carries only the name).
+    organization_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +189,9 @@ def identity_headers(
     values = {
         "x-forwarded-client-cert": xfcc(identity, by),
         "x-user-id": identity.user_id,
-        # Header values are ASCII: a Japanese organisation name travels percent-encoded.
-        "x-org-id": _ascii(identity.organization),
+        # Header values are ASCII: a Japanese organisation name (used only until the CA's
+        # record gave the organisation ID) travels percent-encoded.
+        "x-org-id": identity.organization_id or _ascii(identity.organization),
         "x-user-role": identity.role,
     }
     return [(rename.get(name, name), value) for name, value in values.items()]

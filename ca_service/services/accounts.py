@@ -231,6 +231,14 @@ class AccountService:
 
     # -- state, unlock, reset (B6) ------------------------------------------------------
 
+    async def own_record(self, user_id: str) -> UserView:
+        """A user's own record: what the gateway asks for the user whose certificate it
+        has just verified (role, organisation, lock state)."""
+        target = await self._accounts.account(user_id)
+        if target is None:
+            raise NotFound(f"no user {user_id}", reason="USER_NOT_FOUND")
+        return UserView(target, await self._lockouts.state(user_id), self._clock.now())
+
     async def user(self, *, acting_user_id: str, user_id: str) -> UserView:
         actor = await self._actor(acting_user_id)
         target = await self._accounts.account(user_id)

@@ -1,5 +1,6 @@
 """Enrollment: user authentication (SPEC B1), the e-mailed code (B2), lockout (B3–B5, B9),
-the renewal window (C2), and issuance against a single-use ticket (C4).
+the renewal window (C2), and issuance against a single-use ticket (C4); also the portal's
+login (E4), which checks the same password under the same lockout.
 
 Every answer to a bad user ID or password is the same INVALID_CREDENTIALS, and unknown IDs
 run through the same password work and the same lockout counters as real ones (B9).
@@ -33,6 +34,7 @@ from ca_service.errors import (
     Locked,
 )
 from ca_service.ports import CertificateStore, Clock, CodeOutcome, CodeStore, LockoutStore
+from ca_service.services.accounts import UserView
 from ca_service.services.issuance import IssuanceService, IssuedKeyPair
 
 __all__ = ["AuthenticationStarted", "CodeVerified", "EnrollmentService", "EnrollmentTimes"]
@@ -217,6 +219,17 @@ class EnrollmentService:
             now, [], [OutgoingMail("code", account.email, subject, body, expires_at=expires_at)]
         )
         return AuthenticationStarted(handle, expires_at, mask_email(account.email))
+
+    # -- the portal's login (SPEC E4) ---------------------------------------------------
+
+    async def login(self, user_id: str, password: str) -> UserView:
+        """The portal's ログイン: the login password, checked like step 1 with the same
+        lockout counter and the same answers (SPEC B3–B5, B9). Login is not issuance: no
+        renewal window (C2), no code. Returns the account and its lockout state."""
+        now = self._clock.now()
+        account = await self._authenticate(user_id, password, now)
+        await self._accounts.record(now, [AuditEntry(now, user_id, "login", user_id, {})])
+        return UserView(account, await self._lockouts.state(user_id), now)
 
     # -- step 2: the code -------------------------------------------------------------
 

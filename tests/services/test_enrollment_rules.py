@@ -281,3 +281,29 @@ async def test_stronger_hash_parameters_rehash_at_next_login(world: World) -> No
     after = await SqlAccountStore(world.database).account(world.user_id)
     assert after is not None and "m=2048,t=2" in after.password_hash
     assert stronger.verify(after.password_hash, PASSWORD)
+
+
+async def test_login_shares_the_lockout_ignores_renewal_and_rehashes(world: World) -> None:
+    for _ in range(5):
+        with pytest.raises(InvalidCredentials):
+            await world.enrollment.start_authentication(world.user_id, "Wr0ng-pass!")
+    with pytest.raises(Locked):  # the 6th wrong password, through login
+        await world.enrollment.login(world.user_id, "Wr0ng-pass!")
+    world.clock.advance(timedelta(minutes=60))
+    not_after = await _enroll(world)
+    world.clock.current = renewal_opens_at(not_after) - timedelta(days=1)
+    with pytest.raises(AlreadyIssued):
+        await world.enrollment.start_authentication(world.user_id, PASSWORD)
+    stronger = Argon2Passwords(memory_kib=2048, time_cost=2)
+    raised = EnrollmentService(**(world.parts | {"passwords": stronger}))
+    view = await raised.login(world.user_id, PASSWORD)  # login is not issuance (no C2)
+    assert view.account.user_id == world.user_id and view.now == world.clock.now()
+    assert (view.lockout.failures, view.lockout.locks, view.lockout.blocked) == (0, 0, False)
+    after = await SqlAccountStore(world.database).account(world.user_id)
+    assert after is not None and "m=2048,t=2" in after.password_hash
+    rows = await world.database.read(
+        lambda c: c.execute(
+            "SELECT actor, user_id FROM audit_log WHERE action = 'login'"
+        ).fetchall()
+    )
+    assert rows == [(world.user_id, world.user_id)]

@@ -30,6 +30,7 @@ METHOD_ROLES: Mapping[str, frozenset[Role]] = {
     _SERVICE + "GetCaChain": _ALL,
     _SERVICE + "StartAuthentication": _GATEWAY,
     _SERVICE + "VerifyCode": _GATEWAY,
+    _SERVICE + "Login": _GATEWAY,
     _SERVICE + "CreateOrganization": _OPERATOR,
     _SERVICE + "RegisterMaster": _ADMINISTRATION,
     # A gateway acts for a master user (acting_user_id); the operator for itself.

@@ -229,6 +229,9 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
             user_id=verified.user_id,
         )
 
+    async def Login(self, request: pb.LoginRequest, context: Context) -> pb.User:
+        return user_message(await self.enrollment.login(request.user_id, request.password))
+
     # -- accounts -------------------------------------------------------------------------
 
     async def CreateOrganization(
@@ -272,6 +275,8 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         return pb.CreateUserResponse(user=user_message(view), initial_password=secret.value)
 
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.User:
+        if request.user_id and request.acting_user_id == request.user_id:
+            return user_message(await self.accounts.own_record(request.user_id))
         return user_message(
             await self.accounts.user(
                 acting_user_id=_acting(request.acting_user_id), user_id=request.user_id

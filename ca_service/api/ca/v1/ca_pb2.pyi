@@ -186,6 +186,14 @@ class VerifyCodeResponse(_message.Message):
     user_id: str
     def __init__(self, issuance_ticket: _Optional[str] = ..., ticket_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ...) -> None: ...
 
+class LoginRequest(_message.Message):
+    __slots__ = ("user_id", "password")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    password: str
+    def __init__(self, user_id: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
 class User(_message.Message):
     __slots__ = ("user_id", "organization_id", "organization_name", "role", "email", "state", "locked_until", "lock_count", "consecutive_failures", "created_at")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

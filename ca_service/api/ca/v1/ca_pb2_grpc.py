@@ -69,6 +69,11 @@ class CertificateAuthorityStub:
                 request_serializer=ca_dot_v1_dot_ca__pb2.VerifyCodeRequest.SerializeToString,
                 response_deserializer=ca_dot_v1_dot_ca__pb2.VerifyCodeResponse.FromString,
                 _registered_method=True)
+        self.Login = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/Login',
+                request_serializer=ca_dot_v1_dot_ca__pb2.LoginRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.User.FromString,
+                _registered_method=True)
         self.CreateOrganization = channel.unary_unary(
                 '/ca.v1.CertificateAuthority/CreateOrganization',
                 request_serializer=ca_dot_v1_dot_ca__pb2.CreateOrganizationRequest.SerializeToString,
@@ -192,6 +197,15 @@ class CertificateAuthorityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Login(self, request, context):
+        """The portal's ログイン (SPEC E4): checks a user's login password. Wrong passwords count
+        toward the same lockout as StartAuthentication (SPEC B3-B5, B9); the answers are the
+        same INVALID_CREDENTIALS / LOCKED / BLOCKED. Gateway callers only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateOrganization(self, request, context):
         """--- Accounts (SPEC A, B6) ---
 
@@ -217,7 +231,9 @@ class CertificateAuthorityServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUser(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A gateway names the master user it acts for, or the user itself (acting_user_id ==
+        user_id) to read the record of the user whose certificate it verified.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -320,6 +336,11 @@ def add_CertificateAuthorityServicer_to_server(servicer, server):
                     servicer.VerifyCode,
                     request_deserializer=ca_dot_v1_dot_ca__pb2.VerifyCodeRequest.FromString,
                     response_serializer=ca_dot_v1_dot_ca__pb2.VerifyCodeResponse.SerializeToString,
+            ),
+            'Login': grpc.unary_unary_rpc_method_handler(
+                    servicer.Login,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.LoginRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.User.SerializeToString,
             ),
             'CreateOrganization': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateOrganization,
@@ -571,6 +592,33 @@ class CertificateAuthority:
             '/ca.v1.CertificateAuthority/VerifyCode',
             ca_dot_v1_dot_ca__pb2.VerifyCodeRequest.SerializeToString,
             ca_dot_v1_dot_ca__pb2.VerifyCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Login(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/Login',
+            ca_dot_v1_dot_ca__pb2.LoginRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

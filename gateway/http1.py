@@ -1,0 +1,196 @@
+"""HTTP/1.1 message framing on asyncio streams, for both sides of the gateway: the head
+(start line and headers) and streamed bodies (Content-Length, chunked, or until close).
+
+Bodies are never held whole: they are iterated in chunks, so a 10 MB upload passes through
+in pieces of at most ``CHUNK`` bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "CHUNK",
+    "HOP_BY_HOP",
+    "Framing",
+    "Head",
+    "ProtocolError",
+    "body_chunks",
+    "framing",
+    "read_head",
+    "write_chunked",
+]
+
+CHUNK = 64 * 1024
+MAX_HEAD_BYTES = 32 * 1024
+MAX_HEADERS = 100
+
+# Connection-level headers (RFC 9110 §7.6.1): never forwarded to the other side.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not HTTP/1.1; ``status`` is the answer to give."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class Head:
+    """A request or response head. ``first`` is the start line split in three."""
+
+    first: tuple[str, str, str]
+    headers: list[tuple[str, str]]
+
+    def get(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def tokens(self, name: str) -> set[str]:
+        """Comma-separated tokens of every header ``name``, lower-cased."""
+        name = name.lower()
+        found: set[str] = set()
+        for key, value in self.headers:
+            if key.lower() == name:
+                found.update(token.strip().lower() for token in value.split(","))
+        found.discard("")
+        return found
+
+
+async def read_head(reader: asyncio.StreamReader) -> Head | None:
+    """The next head, or None when the peer closed cleanly before sending one."""
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial.strip():
+            return None
+        raise ProtocolError("connection closed in the middle of a message head") from None
+    except asyncio.LimitOverrunError:
+        raise ProtocolError("message head too large", 431) from None
+    if len(raw) > MAX_HEAD_BYTES:
+        raise ProtocolError("message head too large", 431)
+    lines = raw[:-4].decode("latin-1").split("\r\n")
+    while lines and not lines[0]:
+        lines.pop(0)  # RFC 9112 §2.2: ignore empty lines before a request line
+    if not lines:
+        raise ProtocolError("empty message head")
+    parts = lines[0].split(" ", 2)
+    if len(parts) != 3:
+        raise ProtocolError("malformed start line")
+    headers: list[tuple[str, str]] = []
+    if len(lines) - 1 > MAX_HEADERS:
+        raise ProtocolError("too many header fields", 431)
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        # No whitespace before the colon, no obsolete line folding (RFC 9112 §5.1, §5.2).
+        if not colon or not name or name != name.strip() or line[0] in " \t":
+            raise ProtocolError("malformed header field")
+        headers.append((name, value.strip(" \t")))
+    return Head((parts[0], parts[1], parts[2]), headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """How a body is delimited: ``length`` bytes, chunked, or until the connection closes."""
+
+    length: int | None = 0
+    chunked: bool = False
+    until_close: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self.length == 0 and not self.chunked and not self.until_close
+
+
+def framing(head: Head, *, request: bool, status: int = 200, method: str = "GET") -> Framing:
+    """RFC 9112 §6.3, for a request (``request=True``) or for the response to ``method``."""
+    if not request and (method == "HEAD" or status in (204, 304) or 100 <= status < 200):
+        return Framing(0)
+    encodings = head.tokens("transfer-encoding")
+    if encodings:
+        if encodings != {"chunked"}:
+            raise ProtocolError("only the chunked transfer coding is supported", 501)
+        if head.get("content-length") is not None:
+            # Both at once is how request smuggling starts; refuse (RFC 9112 §6.1).
+            raise ProtocolError("both Transfer-Encoding and Content-Length")
+        return Framing(None, chunked=True)
+    lengths = {value.strip() for key, value in head.headers if key.lower() == "content-length"}
+    if len(lengths) > 1:
+        raise ProtocolError("conflicting Content-Length values")
+    if lengths:
+        value = lengths.pop()
+        if not value.isdigit():
+            raise ProtocolError("bad Content-Length")
+        return Framing(int(value))
+    if request:
+        return Framing(0)
+    return Framing(None, until_close=True)
+
+
+async def body_chunks(reader: asyncio.StreamReader, frame: Framing) -> AsyncIterator[bytes]:
+    """The body's bytes (de-chunked), in pieces of at most :data:`CHUNK`."""
+    try:
+        if frame.chunked:
+            while True:
+                size_line = await reader.readuntil(b"\r\n")
+                size_text = size_line.split(b";", 1)[0].strip()
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise ProtocolError("bad chunk size") from None
+                if size == 0:
+                    # Trailers are read and dropped.
+                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                        pass
+                    return
+                while size:
+                    piece = await reader.read(min(size, CHUNK))
+                    if not piece:
+                        raise ProtocolError("connection closed inside a chunk")
+                    size -= len(piece)
+                    yield piece
+                if await reader.readexactly(2) != b"\r\n":
+                    raise ProtocolError("chunk not followed by CRLF")
+        elif frame.until_close:
+            while piece := await reader.read(CHUNK):
+                yield piece
+        else:
+            left = frame.length or 0
+            while left:
+                piece = await reader.read(min(left, CHUNK))
+                if not piece:
+                    raise ProtocolError("connection closed before the end of the body")
+                left -= len(piece)
+                yield piece
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        raise ProtocolError("connection closed before the end of the body") from None
+
+
+def write_chunked(writer: asyncio.StreamWriter, piece: bytes) -> None:
+    if piece:
+        writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+
+
+def encode_head(first: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    lines = [first]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

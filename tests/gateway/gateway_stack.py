@@ -1,0 +1,175 @@
+"""A whole stack for gateway tests: a ca-service process (real Redis, aiosmtpd), the sample
+upstream and ``ca-gateway`` processes, with users and certificates made through the API."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ca_service.api import pb
+from ca_service.client import secure_channel, stub
+from tests.smtp_sink import SmtpSink
+from tests.stack_support import MASTER_PASSWORD, Stack, authenticate, new_org, start_stack
+from tests.support import run, tool
+
+__all__ = ["GatewayProcess", "GatewayStack", "start_gateway_stack"]
+
+_LISTENING = re.compile(r"listening on https?://([\d.]+):(\d+)/")
+
+
+@dataclass
+class Process:
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    host: str = ""
+    port: int = 0
+
+    def start(self, timeout: float = 30) -> Process:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=subprocess.PIPE, stderr=log
+        )
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline().decode()
+            if not line:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"{self.command[0]} exited: {self.log_path.read_text()}")
+                continue
+            match = _LISTENING.search(line)
+            if match:
+                self.host, self.port = match.group(1), int(match.group(2))
+                return self
+        raise AssertionError(f"{self.command[0]} did not start in time")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+GatewayProcess = Process
+
+
+@dataclass
+class GatewayStack:
+    ca: Stack
+    smtp: SmtpSink
+    tmp: Path
+    upstream: Process
+    gateways: list[Process] = field(default_factory=list)
+    tls_dir: Path = Path()
+
+    @property
+    def url(self) -> str:
+        gateway = self.gateways[0]
+        return f"https://localhost:{gateway.port}"
+
+    @property
+    def trust(self) -> Path:
+        """What clients trust for the gateway's server certificate (our root)."""
+        return self.ca.data_dir / "root" / "ca.pem"
+
+    def gateway_env(self, **extra: str) -> dict[str, str]:
+        return dict(
+            self.ca.env,
+            GATEWAY_LISTEN="127.0.0.1:0",
+            GATEWAY_TLS_CERT=str(self.tls_dir / "cert.pem"),
+            GATEWAY_TLS_KEY=str(self.tls_dir / "key.pem"),
+            GATEWAY_CLIENT_TRUST=str(self.tls_dir / "client-trust.pem"),
+            GATEWAY_CA_ADDRESS=self.ca.servers[0].address,
+            GATEWAY_CA_CREDENTIAL_DIR=str(self.ca.data_dir / "credentials" / "gw"),
+            GATEWAY_UPSTREAM=f"http://127.0.0.1:{self.upstream.port}",
+            GATEWAY_REDIS_URL=self.ca.redis_url,
+            GATEWAY_MAX_STALENESS="5",
+            GATEWAY_USER_CACHE_SECONDS="0.5",
+            **extra,
+        )
+
+    def start_gateway(self, name: str = "gateway", **extra: str) -> Process:
+        process = Process(
+            [tool("ca-gateway"), "serve"], self.gateway_env(**extra), self.tmp / f"{name}.log"
+        ).start()
+        self.gateways.append(process)
+        return process
+
+    def operator_api(self) -> object:
+        return stub(secure_channel(self.ca.servers[0].address, self.ca.operator))
+
+    def gateway_api(self) -> object:
+        return stub(secure_channel(self.ca.servers[0].address, self.ca.gateway))
+
+    def new_user(self, name: str) -> tuple[str, str, str]:
+        """A registered master user of a new organisation: (user ID, password, e-mail)."""
+        _, email = new_org(self.ca, self.smtp, name)
+        return name, MASTER_PASSWORD, email
+
+    def issue(self, user_id: str, password: str, email: str, directory: Path) -> Path:
+        """Issues a certificate through the enrollment API; writes cert.pem and key.pem."""
+        ticket = authenticate(self.ca, self.smtp, user_id, password, email)
+        answer = self.gateway_api().IssueCertificate(  # type: ignore[attr-defined]
+            pb.IssueCertificateRequest(issuance_ticket=ticket, pkcs12_password=password)
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        p12 = directory / answer.file_name
+        p12.write_bytes(answer.pkcs12)
+        for what, option in (("cert.pem", "-nokeys"), ("key.pem", "-nocerts")):
+            run(
+                [
+                    "openssl",
+                    "pkcs12",
+                    "-in",
+                    str(p12),
+                    "-passin",
+                    f"pass:{password}",
+                    option,
+                    "-noenc",
+                    "-out",
+                    str(directory / what),
+                ]
+            )
+        return directory
+
+    def stop(self) -> None:
+        for gateway in self.gateways:
+            gateway.stop()
+        self.upstream.stop()
+        for server in self.ca.servers:
+            server.stop()
+
+
+def start_gateway_stack(tmp: Path, redis_url: str, smtp: SmtpSink) -> GatewayStack:
+    ca = start_stack(tmp, redis_url, smtp, count=1)
+    run(
+        [
+            tool("ca-service"),
+            "server-cert",
+            "--name",
+            "gateway",
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+        ],
+        ca.env,
+    )
+    upstream = Process(
+        [tool("ca-demo-upstream"), "--listen", "127.0.0.1:0"], dict(ca.env), tmp / "upstream.log"
+    ).start()
+    stack = GatewayStack(ca, smtp, tmp, upstream, tls_dir=ca.data_dir / "tls" / "gateway")
+    stack.start_gateway()
+    return stack
