@@ -104,32 +104,87 @@ def _wait_for_line(process: subprocess.Popen[str], marker: str, name: str) -> st
 
 
 GUIDE = """
-The CA is running, with Redis and a local SMTP sink. In another terminal, from {root}:
+Everything is running: the CA (gRPC {address}, CRL/OCSP {base}), Redis, a local SMTP sink,
+the gateway and a sample portal behind it.
+
+  Open  {portal}/login  in a browser (the gateway's certificate comes from this demo CA:
+  accept the warning, or import {data_dir}/root/ca.pem as a trusted root authority).
+
+To try the whole journey of the manual (seed 000), in another terminal from {root}:
 
   export CA_DATA_DIR={data_dir} CA_GRPC_ADDRESS={address}
-  .venv/bin/ca-admin ca chain                  # the issuing and root CA certificates
   .venv/bin/ca-admin org create --name '株式会社サンプル' --id SAMPLE01
-                                               # prints the master's initial password once
-  .venv/bin/ca-admin user create --org SAMPLE01 --user taro0001 --email taro@example.jp
-                                               # a general user; its password, shown once
-  .venv/bin/ca-admin user show taro0001        # active / locked until / blocked
-  .venv/bin/ca-admin mail list                 # the outbox and its delivery status
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\
-      -keyout user.key -subj /CN=x -out user.csr
-  .venv/bin/ca-admin cert sign --csr user.csr --user taro0001 --org 'Example Co' --out user.pem
-  .venv/bin/ca-admin cert issue --user taro0001 --org 'Example Co' --out-dir .   # PKCS#12
+        # prints the master user's initial password once (the paper letter of the original)
 
-Relying parties: the CRL, delta CRL, OCSP responder and CA certificates are at the URLs
-written in each certificate (`openssl x509 -in user.pem -noout -text`), e.g.
-  openssl ocsp -issuer {data_dir}/issuing/ca.pem -cert user.pem -url {base}/ocsp \
-      -CAfile {data_dir}/root/ca.pem -verify_other {data_dir}/issuing/ca.pem
-  .venv/bin/ca-admin cert revoke SERIAL --reason key_compromise; .venv/bin/ca-admin audit verify
+  1. On the login page choose マスターユーザーの初期登録:団体ID SAMPLE01, the initial password,
+     then choose a user ID, a password (upper and lower case, digit, symbol; 8-12) and an
+     e-mail address.
+  2. ユーザー認証 with that ID and password (the ソフトウェアキーボード types by clicks); the
+     6-digit 認証コード arrives as an .eml file in {mail_dir} (announced below as [mail]).
+  3. 電子証明書発行 → [発行]: the browser downloads <userID><YYYYMMDDHHMMSS>.p12.
+  4. Import the .p12 into the browser; its password is the login password you chose:
+       Chrome / Edge: Settings → Privacy and security → Security → Manage certificates →
+         Your certificates → Import (on Windows: the certificate import wizard, 現在のユーザー)
+       Firefox: Settings → Privacy & Security → Certificates → View Certificates →
+         Your Certificates → Import
+  5. Restart the browser, open {portal}/ , pick the certificate when asked, log in with
+     ログイン (same user ID and password): the sample portal greets you by user ID and
+     organisation. A master user manages its organisation's users at {portal}/master/users.
 
-Every mail the CA sends (authentication codes, lock and block notices, renewal and expiry
-notices) is saved as an .eml file in {mail_dir} and announced below.
+Operator commands: .venv/bin/ca-admin --help (users, unlock, certificates, revoke, audit, mail).
+Gateway health and metrics: {portal}/-/health  {portal}/-/metrics
 State lives in {state}: delete it, or run `python3 stack.py clean`, to start from scratch.
 Ctrl-C stops everything.
 """
+
+
+def _start_portal(
+    env: dict[str, str], data_dir: Path, children: list[subprocess.Popen[str]]
+) -> str:
+    """The sample upstream and the gateway in front of it; returns the portal's URL."""
+    if not (data_dir / "credentials" / "gateway").exists():
+        subprocess.run(
+            [str(BIN / "ca-service"), "credential", "--name", "gateway", "--role", "gateway"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    tls = data_dir / "tls" / "gateway"
+    if not tls.exists():
+        subprocess.run(
+            [str(BIN / "ca-service"), "server-cert", "--name", "gateway"]
+            + ["--dns", "localhost", "--ip", "127.0.0.1"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    upstream_port = _port(8081)
+    upstream = subprocess.Popen(
+        [str(BIN / "ca-demo-upstream"), "--listen", f"127.0.0.1:{upstream_port}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    children.append(upstream)
+    _say(_wait_for_line(upstream, "listening", "the sample upstream"))
+    gateway_port = _port(8443)
+    gateway_env = dict(
+        env,
+        GATEWAY_LISTEN=f"127.0.0.1:{gateway_port}",
+        GATEWAY_TLS_CERT=str(tls / "cert.pem"),
+        GATEWAY_TLS_KEY=str(tls / "key.pem"),
+        GATEWAY_CLIENT_TRUST=str(tls / "client-trust.pem"),
+        GATEWAY_CA_ADDRESS=env["CA_GRPC_ADDRESS"],
+        GATEWAY_CA_CREDENTIAL_DIR=str(data_dir / "credentials" / "gateway"),
+        GATEWAY_UPSTREAM=f"http://127.0.0.1:{upstream_port}",
+        GATEWAY_REDIS_URL=env["CA_REDIS_URL"],
+    )
+    gateway = subprocess.Popen(
+        [str(BIN / "ca-gateway"), "serve"], env=gateway_env, stdout=subprocess.PIPE, text=True
+    )
+    children.append(gateway)
+    _say(_wait_for_line(gateway, "listening", "ca-gateway"))
+    return f"https://localhost:{gateway_port}"
 
 
 def up() -> int:
@@ -194,8 +249,10 @@ def up() -> int:
         )
         children.append(server)
         print(_wait_for_line(server, "listening", "ca-service"), flush=True)
+        portal = _start_portal(env, data_dir, children)
         print(
             GUIDE.format(
+                portal=portal,
                 base=env.get("CA_PUBLIC_BASE_URL", "http://127.0.0.1:8080"),
                 root=ROOT,
                 data_dir=data_dir,

@@ -85,7 +85,7 @@ class GatewayStack:
         return self.ca.data_dir / "root" / "ca.pem"
 
     def gateway_env(self, **extra: str) -> dict[str, str]:
-        return dict(
+        env = dict(
             self.ca.env,
             GATEWAY_LISTEN="127.0.0.1:0",
             GATEWAY_TLS_CERT=str(self.tls_dir / "cert.pem"),
@@ -97,8 +97,9 @@ class GatewayStack:
             GATEWAY_REDIS_URL=self.ca.redis_url,
             GATEWAY_MAX_STALENESS="5",
             GATEWAY_USER_CACHE_SECONDS="0.5",
-            **extra,
         )
+        env.update(extra)
+        return env
 
     def start_gateway(self, name: str = "gateway", **extra: str) -> Process:
         process = Process(

@@ -4,6 +4,7 @@ an SMTP sink whose mail the user can read, and stops everything on Ctrl-C."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from tests.support import free_port, run, tool
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_stack_up_runs_ca_redis_and_mail_sink(tmp_path: Path) -> None:
+def test_stack_up_runs_ca_redis_mail_sink_gateway_and_portal(tmp_path: Path) -> None:
     state = tmp_path / "stack"
     address = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CA_")}
@@ -42,6 +43,20 @@ def test_stack_up_runs_ca_redis_and_mail_sink(tmp_path: Path) -> None:
         text = "".join(output)
         assert "Ctrl-C stops everything" in text, text[-3000:]
         assert "Redis on 127.0.0.1:" in text and "ca-mailsink: SMTP on" in text
+        # The gateway and the sample portal: the printed URL serves the login screen.
+        portal = re.search(r"Open  (https://localhost:\d+)/login", text)
+        assert portal, text[-3000:]
+        login = run(
+            [
+                "curl",
+                "-sS",
+                "--cacert",
+                str(state / "ca" / "root" / "ca.pem"),
+                portal.group(1) + "/login",
+            ]
+        ).stdout
+        assert "マスターユーザーの初期登録" in login and "電子証明書発行" in login
+        assert ".p12" in text and "Import" in text
 
         admin_env = {**env, "CA_DATA_DIR": str(state / "ca")}
         run(

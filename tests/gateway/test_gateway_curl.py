@@ -1,0 +1,465 @@
+"""The gateway from the outside, with curl and openssl s_client as clients (issue 5): login,
+verification on every request (also on a resumed TLS session), refusals, identity headers,
+streaming, 502/504, health and metrics, several workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ca_service.api import pb
+from tests.gateway.gateway_stack import GatewayStack, Process
+from tests.support import PASSPHRASE, free_port, run
+
+pytestmark = pytest.mark.slow
+
+
+class Client:
+    """curl with one cookie jar (one browser, as it were), optionally presenting a cert."""
+
+    def __init__(self, stack: GatewayStack, tmp: Path, cert: Path | None = None) -> None:
+        self.stack = stack
+        self.jar = tmp / f"jar-{id(self)}.txt"
+        self.cert = cert
+
+    def __call__(
+        self, path: str, *extra: str, url: str | None = None
+    ) -> tuple[int, dict[str, str], str]:
+        args = ["curl", "-sS", "--cacert", str(self.stack.trust), "-b", str(self.jar)]
+        args += ["-c", str(self.jar), "-D", "-", "--max-time", "20"]
+        if self.cert is not None:
+            args += ["--cert", str(self.cert / "cert.pem"), "--key", str(self.cert / "key.pem")]
+        result = subprocess.run(
+            [*args, *extra, (url or self.stack.url) + path], capture_output=True
+        )
+        if result.returncode != 0:
+            return -result.returncode, {}, result.stderr.decode(errors="replace")
+        # Bytes, not text mode: universal newlines would turn the CRLFs into LFs.
+        head, _, body = result.stdout.decode(errors="replace").partition("\r\n\r\n")
+        while head.startswith("HTTP/1.1 100"):
+            head, _, body = body.partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return int(lines[0].split()[1]), headers, body
+
+    def csrf(self, path: str) -> str:
+        status, _, body = self(path)
+        assert status == 200, body
+        match = re.search(r'name="csrf" value="([^"]+)"', body)
+        assert match, body
+        return match.group(1)
+
+    def login(self, user_id: str, password: str) -> tuple[int, dict[str, str], str]:
+        token = self.csrf("/login/password")
+        return self(
+            "/login/password",
+            "--data-urlencode",
+            f"csrf={token}",
+            "--data-urlencode",
+            f"user_id={user_id}",
+            "--data-urlencode",
+            f"password={password}",
+        )
+
+
+@pytest.fixture(scope="module")
+def user(
+    gateway_stack: GatewayStack, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, object]:
+    user_id, password, email = gateway_stack.new_user("curl0001")
+    directory = gateway_stack.issue(user_id, password, email, tmp_path_factory.mktemp("curl0001"))
+    return {"user_id": user_id, "password": password, "email": email, "dir": directory}
+
+
+def _echo(body: str) -> dict[str, list[str]]:
+    received: dict[str, list[str]] = {}
+    for name, value in json.loads(body)["headers"]:
+        received.setdefault(name.lower(), []).append(value)
+    return received
+
+
+def test_without_a_certificate_protected_routes_lead_to_the_login_page(
+    gateway_stack: GatewayStack, tmp_path: Path
+) -> None:
+    client = Client(gateway_stack, tmp_path)
+    status, headers, _ = client("/echo")
+    assert status == 303 and headers["location"] == "/login"
+    status, headers, body = client("/login")
+    assert status == 200
+    for label in (
+        "ログイン",
+        "マスターユーザーの初期登録",
+        "一般ユーザーの初期登録",
+        "電子証明書発行",
+    ):
+        assert label in body
+    assert "HttpOnly" in headers["set-cookie"] and "Secure" in headers["set-cookie"]
+    assert "SameSite=Lax" in headers["set-cookie"]
+    assert "script-src 'self'" in headers["content-security-policy"]
+    # The enrollment pages work without a certificate (SPEC E1).
+    assert client("/enroll/auth")[0] == 200
+    assert client("/register/master")[0] == 200
+
+
+def test_login_needs_certificate_and_password_then_identity_reaches_upstream(
+    gateway_stack: GatewayStack, user: dict[str, object], tmp_path: Path
+) -> None:
+    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    status, headers, _ = client("/echo")
+    assert status == 303 and headers["location"].startswith("/login/password")
+    status, _, body = client.login(str(user["user_id"]), "Wrong-Pass1!")
+    assert status == 400 and "ユーザーIDまたはパスワードが正しくありません" in body
+    status, headers, _ = client.login(str(user["user_id"]), str(user["password"]))
+    assert status == 303 and headers["location"] == "/"
+    status, _, body = client(
+        "/echo",
+        "-H",
+        "x-user-id: intruder",
+        "-H",
+        "X-Forwarded-Client-Cert: Hash=forged",
+        "-H",
+        "x-user-role: master",
+        "-H",
+        "X-Org-Id: OTHER",
+        "-H",
+        "X-Forwarded-For: 10.9.9.9",
+    )
+    assert status == 200, body
+    received = _echo(body)
+    assert received["x-user-id"] == [user["user_id"]]
+    assert received["x-user-role"] == ["master"]
+    org_id = received["x-org-id"][0]
+    assert org_id != "OTHER" and re.fullmatch(r"[A-Za-z0-9-]+", org_id)
+    der = x509.load_pem_x509_certificate(
+        (user["dir"] / "cert.pem").read_bytes()  # type: ignore[operator]
+    ).public_bytes(serialization.Encoding.DER)
+    (xfcc,) = received["x-forwarded-client-cert"]
+    assert f"Hash={hashlib.sha256(der).hexdigest()}" in xfcc
+    assert f"CN={user['user_id']}" in xfcc and "URI=" in xfcc
+    assert received["x-forwarded-for"] == ["127.0.0.1"]
+    assert received["x-forwarded-proto"] == ["https"]
+    # The sample upstream greets by user ID and organisation.
+    status, _, body = client("/")
+    assert status == 200 and f"ようこそ、{user['user_id']} さん" in body
+    assert "curl0001 株式会社" in body
+    # Logout ends the session: the next request goes back to the login page.
+    token = re.search(r'name="csrf" value="([^"]+)"', client("/login")[2])
+    assert token
+    status, headers, _ = client("/logout", "--data-urlencode", f"csrf={token.group(1)}")
+    assert status == 303
+    assert client("/echo")[0] == 303
+
+
+def test_forms_without_the_csrf_token_are_rejected(
+    gateway_stack: GatewayStack, user: dict[str, object], tmp_path: Path
+) -> None:
+    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    client.csrf("/login/password")
+    status, _, body = client(
+        "/login/password",
+        "--data-urlencode",
+        "csrf=forged",
+        "--data-urlencode",
+        f"user_id={user['user_id']}",
+        "--data-urlencode",
+        f"password={user['password']}",
+    )
+    assert status == 403 and "画面の有効期限が切れました" in body
+
+
+def test_the_password_must_belong_to_the_certificate_user(
+    gateway_stack: GatewayStack, user: dict[str, object], tmp_path: Path
+) -> None:
+    other, password, _ = gateway_stack.new_user("curl0002")
+    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    status, _, body = client.login(other, password)
+    assert status == 400 and "電子証明書と一致しません" in body
+    assert client("/echo")[0] == 303
+
+
+def _refused(result: tuple[int, dict[str, str], str]) -> bool:
+    """Refused at the handshake (curl fails) or by the gateway (403)."""
+    return result[0] < 0 or result[0] == 403
+
+
+def _sign(
+    stack: GatewayStack, tmp: Path, *, not_before: datetime, not_after: datetime, eku: object
+) -> Path:
+    issuing_dir = stack.ca.data_dir / "issuing"
+    issuer = x509.load_pem_x509_certificate((issuing_dir / "ca.pem").read_bytes())
+    issuer_key = serialization.load_pem_private_key(
+        (issuing_dir / "key.pem").read_bytes(), PASSPHRASE.encode()
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "curl0001 株式会社"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "curl0001"),
+                ]
+            )
+        )
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)  # type: ignore[list-item]
+    )
+    certificate = builder.sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return tmp
+
+
+def test_foreign_expired_and_non_client_certificates_are_refused(
+    gateway_stack: GatewayStack, tmp_path: Path
+) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-noenc",
+            "-days",
+            "30",
+            "-subj",
+            "/O=curl0001 株式会社/CN=curl0001",
+            "-addext",
+            "extendedKeyUsage=clientAuth",
+            "-keyout",
+            str(foreign / "key.pem"),
+            "-out",
+            str(foreign / "cert.pem"),
+        ]
+    )
+    expired = _sign(
+        gateway_stack,
+        tmp_path / "expired",
+        not_before=datetime(2024, 1, 1, tzinfo=UTC),
+        not_after=datetime(2025, 1, 1, tzinfo=UTC),
+        eku=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    server_only = _sign(
+        gateway_stack,
+        tmp_path / "server-only",
+        not_before=datetime(2026, 1, 1, tzinfo=UTC),
+        not_after=datetime(2027, 12, 1, tzinfo=UTC),
+        eku=ExtendedKeyUsageOID.SERVER_AUTH,
+    )
+    for certificate in (foreign, expired, server_only):
+        result = Client(gateway_stack, tmp_path, certificate)("/echo")
+        assert _refused(result), (certificate.name, result)
+        # ... and the login page does not take them for a user either.
+        login = Client(gateway_stack, tmp_path, certificate)("/login/password")
+        assert _refused(login), (certificate.name, login)
+
+
+def _s_client(stack: GatewayStack, cert: Path, session: Path, request: str, reuse: bool) -> str:
+    args = [
+        "openssl",
+        "s_client",
+        "-connect",
+        f"127.0.0.1:{stack.gateways[0].port}",
+        "-servername",
+        "localhost",
+        "-CAfile",
+        str(stack.trust),
+        "-tls1_2",
+        "-cert",
+        str(cert / "cert.pem"),
+        "-key",
+        str(cert / "key.pem"),
+        "-ign_eof",
+    ]
+    args += ["-sess_in" if reuse else "-sess_out", str(session)]
+    result = subprocess.run(args, input=request, capture_output=True, text=True, timeout=20)
+    return result.stdout
+
+
+def test_revocation_takes_effect_within_a_second_also_on_a_resumed_tls_session(
+    gateway_stack: GatewayStack, tmp_path: Path
+) -> None:
+    user_id, password, email = gateway_stack.new_user("curl0003")
+    cert = gateway_stack.issue(user_id, password, email, tmp_path / "cert")
+    client = Client(gateway_stack, tmp_path, cert)
+    client.login(user_id, password)
+    cookie = next(
+        line.split("\t")[-1].strip()
+        for line in client.jar.read_text().splitlines()
+        if "__Host-gw_session" in line
+    )
+    request = (
+        "GET /echo HTTP/1.1\r\nHost: localhost\r\n"
+        f"Cookie: __Host-gw_session={cookie}\r\nConnection: close\r\n\r\n"
+    )
+    session = tmp_path / "tls-session.pem"
+    first = _s_client(gateway_stack, cert, session, request, reuse=False)
+    assert "HTTP/1.1 200 OK" in first and "New, TLSv1.2" in first
+    assert "Reused, TLSv1.2" in _s_client(gateway_stack, cert, session, request, reuse=True)
+
+    serial = format(
+        x509.load_pem_x509_certificate((cert / "cert.pem").read_bytes()).serial_number, "x"
+    )
+    gateway_stack.operator_api().RevokeCertificate(  # type: ignore[attr-defined]
+        pb.RevokeCertificateRequest(serial_number=serial, reason="key_compromise")
+    )
+    revoked_at = time.monotonic()
+    while True:
+        status = client("/echo")[0]
+        if status == 403:
+            break
+        assert status == 200
+        assert time.monotonic() - revoked_at < 1.0, "revocation not in effect after 1 s"
+        time.sleep(0.05)
+    resumed = _s_client(gateway_stack, cert, session, request, reuse=True)
+    assert "Reused, TLSv1.2" in resumed  # the handshake was skipped ...
+    assert "HTTP/1.1 403" in resumed and "HTTP/1.1 200" not in resumed  # ... the check was not
+
+
+def test_bodies_stream_through_in_both_directions(
+    gateway_stack: GatewayStack, user: dict[str, object], tmp_path: Path
+) -> None:
+    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    client.login(str(user["user_id"]), str(user["password"]))
+    upload = tmp_path / "upload.bin"
+    data = (b"0123456789abcdef" * 65536) * 10  # 10 MiB
+    upload.write_bytes(data)
+    gateway_pid = gateway_stack.gateways[0].process.pid  # type: ignore[union-attr]
+
+    def peak_rss_kib() -> int:
+        status = Path(f"/proc/{gateway_pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+
+    before = peak_rss_kib()
+    status, _, body = client(
+        "/upload", "--data-binary", f"@{upload}", "-H", "Content-Type: application/octet-stream"
+    )
+    assert status == 200, body
+    assert json.loads(body) == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    status, _, body = client(
+        "/upload", "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{upload}"
+    )
+    assert status == 200 and json.loads(body)["bytes"] == len(data)
+    download = tmp_path / "download.bin"
+    status, headers, _ = client(f"/big?bytes={len(data)}", "-o", str(download))
+    assert status == 200 and download.stat().st_size == len(data)
+    # Never held whole: the gateway's peak memory grew by far less than the 10 MiB bodies.
+    assert peak_rss_kib() - before < 6 * 1024
+
+
+def test_health_and_metrics(gateway_stack: GatewayStack, tmp_path: Path) -> None:
+    client = Client(gateway_stack, tmp_path)
+    status, _, body = client("/-/health")
+    assert status == 200 and json.loads(body)["revocations"]["fresh"] is True
+    status, headers, body = client("/-/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert "gateway_requests_total{" in body and "gateway_revocations_fresh{" in body
+
+
+@pytest.fixture(scope="module")
+def impatient_gateway(gateway_stack: GatewayStack) -> Process:
+    """A second gateway, certificate-only, that waits 1 s for the upstream."""
+    return gateway_stack.start_gateway(
+        "impatient", GATEWAY_UPSTREAM_TIMEOUT="1", GATEWAY_REQUIRE_LOGIN="0"
+    )
+
+
+def test_slow_upstream_is_a_504_and_a_dead_one_a_502(
+    gateway_stack: GatewayStack,
+    impatient_gateway: Process,
+    user: dict[str, object],
+    tmp_path: Path,
+) -> None:
+    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    url = f"https://localhost:{impatient_gateway.port}"
+    status, _, body = client("/slow?seconds=3", url=url)
+    assert status == 504 and "応答がありません" in body
+    assert client("/echo", url=url)[0] == 200  # certificate-only mode
+    dead = gateway_stack.start_gateway(
+        "dead-upstream", GATEWAY_UPSTREAM=f"http://127.0.0.1:{free_port()}"
+    )
+    status, _, body = client("/login", url=f"https://localhost:{dead.port}")
+    assert status == 200  # the screens do not need the upstream
+    dead_client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    status, _, body = gateway_stack_login_then(dead_client, user, f"https://localhost:{dead.port}")
+    assert status == 502 and "接続できません" in body
+
+
+def gateway_stack_login_then(
+    client: Client, user: dict[str, object], url: str
+) -> tuple[int, dict[str, str], str]:
+    status, _, body = client("/login/password", url=url)
+    token = re.search(r'name="csrf" value="([^"]+)"', body)
+    assert token, body
+    client(
+        "/login/password",
+        "--data-urlencode",
+        f"csrf={token.group(1)}",
+        "--data-urlencode",
+        f"user_id={user['user_id']}",
+        "--data-urlencode",
+        f"password={user['password']}",
+        url=url,
+    )
+    return client("/echo", url=url)
+
+
+def test_a_revocation_reaches_every_worker_process_within_a_second(
+    gateway_stack: GatewayStack, tmp_path: Path
+) -> None:
+    port = free_port()
+    workers = gateway_stack.start_gateway(
+        "workers",
+        GATEWAY_WORKERS="2",
+        GATEWAY_LISTEN=f"127.0.0.1:{port}",
+        GATEWAY_REQUIRE_LOGIN="0",
+    )
+    user_id, password, email = gateway_stack.new_user("curl0004")
+    cert = gateway_stack.issue(user_id, password, email, tmp_path / "cert")
+    client = Client(gateway_stack, tmp_path, cert)
+    url = f"https://localhost:{workers.port}"
+    seen = set()
+    for _ in range(20):
+        status, _, body = client("/-/health", url=url)
+        seen.add(json.loads(body)["pid"])
+    assert len(seen) == 2, "both worker processes answer"
+    assert client("/echo", url=url)[0] == 200
+    serial = format(
+        x509.load_pem_x509_certificate((cert / "cert.pem").read_bytes()).serial_number, "x"
+    )
+    gateway_stack.operator_api().RevokeCertificate(  # type: ignore[attr-defined]
+        pb.RevokeCertificateRequest(serial_number=serial)
+    )
+    time.sleep(1.0)
+    # Each curl run is a new connection; the kernel spreads them over both workers.
+    assert [client("/echo", url=url)[0] for _ in range(12)] == [403] * 12
