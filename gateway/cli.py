@@ -75,7 +75,9 @@ async def serve(settings: GatewaySettings, *, reuse_port: bool = False) -> None:
     ca = CaClient(ca_channel, user_cache_seconds=settings.user_cache_seconds)
     issuer_der = await _issuing_ca(ca)
     stop = asyncio.Event()
-    follower = RevocationFollower(channel, max_staleness=settings.max_staleness)
+    follower = RevocationFollower(
+        channel, max_staleness=settings.max_staleness, on_revocation=ca.forget_user
+    )
     following = asyncio.create_task(follower.run(stop))
     redis = Redis.from_url(settings.redis_url)
     upstream = UpstreamPool(

@@ -29,10 +29,13 @@ class RevocationFollower:
         *,
         max_staleness: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        on_revocation: Callable[[str], None] | None = None,
     ) -> None:
         self._channel_factory = channel_factory
         self._max_staleness = max_staleness
         self._monotonic = monotonic
+        # Told the user ID of each revocation (the identity cache drops that user's record).
+        self._on_revocation = on_revocation
         self._revoked: set[int] = set()
         self.last_sequence = 0
         self._last_heard: float | None = None
@@ -58,6 +61,8 @@ class RevocationFollower:
     def _apply(self, message: pb.WatchRevocationsResponse) -> None:
         for revocation in message.revocations:
             self._revoked.add(int(revocation.serial_number, 16))
+            if self._on_revocation is not None and revocation.user_id:
+                self._on_revocation(revocation.user_id)
             self.last_sequence = max(self.last_sequence, revocation.sequence)
         if not message.revocations or message.revocations[-1].sequence >= message.latest_sequence:
             # Only a message that brings us up to the server's latest sequence proves freshness;

@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ca_service.api import pb
 from tests.gateway.gateway_stack import GatewayStack, Process
-from tests.support import PASSPHRASE, free_port, run
+from tests.support import PASSPHRASE, free_port, run, tool
 
 pytestmark = pytest.mark.slow
 
@@ -462,3 +462,52 @@ def test_a_revocation_reaches_every_worker_process_within_a_second(
     time.sleep(1.0)
     # Each curl run is a new connection; the kernel spreads them over both workers.
     assert [client("/echo", url=url)[0] for _ in range(12)] == [403] * 12
+
+
+def test_a_new_server_certificate_is_used_without_dropping_open_connections(
+    gateway_stack: GatewayStack, tmp_path: Path
+) -> None:
+    import http.client
+    import shutil
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(gateway_stack.trust))
+    port = gateway_stack.gateways[0].port
+
+    def connect() -> http.client.HTTPSConnection:
+        connection = http.client.HTTPSConnection("localhost", port, context=context)
+        connection.request("GET", "/-/health")
+        connection.getresponse().read()
+        return connection
+
+    def served(connection: http.client.HTTPSConnection) -> bytes:
+        return connection.sock.getpeercert(binary_form=True)  # type: ignore[no-any-return, union-attr]
+
+    kept = connect()
+    before = served(kept)
+    run(
+        [
+            tool("ca-service"),
+            "server-cert",
+            "--name",
+            "gateway-next",
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+        ],
+        gateway_stack.ca.env,
+    )
+    fresh = gateway_stack.ca.data_dir / "tls" / "gateway-next"
+    # Key first would pair a new key with the old certificate for a moment: the gateway
+    # keeps the last good pair until both files match.
+    for name in ("cert.pem", "key.pem"):
+        shutil.copyfile(fresh / name, gateway_stack.tls_dir / name)
+    renewed = connect()
+    assert served(renewed) != before
+    assert served(renewed) == ssl.PEM_cert_to_DER_cert(
+        (fresh / "cert.pem").read_text().split("-----END CERTIFICATE-----")[0]
+        + "-----END CERTIFICATE-----\n"
+    )
+    kept.request("GET", "/-/health")  # the connection opened before the reload still works
+    assert kept.getresponse().status == 200

@@ -50,7 +50,8 @@ def test_follower_sees_revocations_fails_closed_and_catches_up(
         return aio_secure_channel(target["server"].address, credential)
 
     async def scenario() -> None:
-        follower = RevocationFollower(channel, max_staleness=1.5)
+        told: list[str] = []
+        follower = RevocationFollower(channel, max_staleness=1.5, on_revocation=told.append)
         stop = asyncio.Event()
         task = asyncio.create_task(follower.run(stop, retry_delay=0.2))
         await asyncio.wait_for(follower.connected.wait(), 10)
@@ -61,6 +62,7 @@ def test_follower_sees_revocations_fails_closed_and_catches_up(
         while not follower.is_revoked(serials[0]):
             assert time.monotonic() - started < 1.0, "revocation took more than 1 s"
             await asyncio.sleep(0.02)
+        assert told == ["follow01"]  # the identity cache is told whose record to drop
 
         first.kill()  # the CA the gateway follows is gone: the view must turn stale
         await asyncio.sleep(2.0)
