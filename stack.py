@@ -142,7 +142,7 @@ def _start_portal(
     env: dict[str, str], data_dir: Path, children: list[subprocess.Popen[str]]
 ) -> str:
     """The sample upstream and the gateway in front of it; returns the portal's URL."""
-    if not (data_dir / "credentials" / "gateway").exists():
+    if not (data_dir / "credentials" / "gateway").exists():  # a CA made before the gateway
         subprocess.run(
             [str(BIN / "ca-service"), "credential", "--name", "gateway", "--role", "gateway"],
             env=env,

@@ -99,7 +99,8 @@ class CaFiles:
     def initialise(
         self, profile: CaProfile, algorithm: KeyAlgorithm, passphrase: bytes, now: datetime
     ) -> None:
-        """Creates the CA hierarchy and the operator credential; refuses to overwrite."""
+        """Creates the CA hierarchy and the operator and gateway credentials; refuses to
+        overwrite."""
         if self.exists():
             raise AlreadyExists(
                 f"a CA already exists in {self.data_dir}; refusing to overwrite it",
@@ -159,6 +160,8 @@ class CaFiles:
         _write(self.path("grpc", "server.pem"), _pem(server_der))
         _write(self.path("grpc", "key.pem"), encrypt_private_key(server_key, passphrase), 0o600)
         self._issue_client(services, services_key, profile, "operator", Role.OPERATOR, now)
+        # The gateway's own credential (GATEWAY_CA_CREDENTIAL_DIR); more with `credential`.
+        self._issue_client(services, services_key, profile, "gateway", Role.GATEWAY, now)
         self.code_key()
 
     def _issue_client(

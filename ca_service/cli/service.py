@@ -96,6 +96,7 @@ def _init(settings: Settings) -> None:
     print(f"  root CA:     {files.path('root', 'ca.pem')}")
     print(f"  issuing CA:  {files.path('issuing', 'ca.pem')}")
     print(f"  operator:    {files.path('credentials', 'operator')} (gRPC client credential)")
+    print(f"  gateway:     {files.path('credentials', 'gateway')} (gRPC client credential)")
     print(f"  database:    {database.description}")
 
 

@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from ca_service.adapters.keystore import CaFiles
 from tests.support import (
@@ -52,6 +53,12 @@ def test_init_makes_encrypted_keys_and_refuses_to_overwrite(tmp_path: Path) -> N
         assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE(files.path("credentials", "operator", "key.pem").stat().st_mode) == 0o600
+    gateway = x509.load_pem_x509_certificate(
+        files.path("credentials", "gateway", "cert.pem").read_bytes()
+    )
+    assert gateway.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == (
+        "gateway"
+    )
     before = {p: p.read_bytes() for p in data_dir.rglob("*.pem")}
 
     again = run([tool("ca-service"), "init"], ca_env(data_dir), check=False)
