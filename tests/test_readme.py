@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ca_service.config import configuration_reference
+from gateway.config import configuration_reference as gateway_configuration_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -18,6 +19,18 @@ def test_configuration_reference_is_current() -> None:
     assert match, "README lacks the configuration reference markers"
     assert match.group(1) == configuration_reference(), (
         "README configuration table is stale: paste `ca-service config-reference` into it"
+    )
+
+
+def test_gateway_configuration_reference_is_current() -> None:
+    match = re.search(
+        r"<!-- gateway-config-reference:start -->\n(.*?)\n<!-- gateway-config-reference:end -->",
+        README,
+        re.S,
+    )
+    assert match, "README lacks the gateway configuration reference markers"
+    assert match.group(1) == gateway_configuration_reference(), (
+        "README gateway settings are stale: paste `ca-gateway config-reference` into it"
     )
 
 
