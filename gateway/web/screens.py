@@ -202,7 +202,10 @@ class Screens:
         identity = await self._certificate(visit)
         if isinstance(identity, Response):
             return identity
-        return self._render(visit, "login.html", user_id=identity.user_id)
+        next_path = visit.request.query_params().get("next", "")
+        return self._render(
+            visit, "login.html", user_id=identity.user_id, next_path=_local(next_path)
+        )
 
     async def _login(self, visit: _Visit) -> Response:
         form = await self._form(visit)
@@ -213,7 +216,14 @@ class Screens:
         password = form.get("password", "")
 
         def again(error: str) -> Response:
-            return self._render(visit, "login.html", status=400, user_id=user_id, error=error)
+            return self._render(
+                visit,
+                "login.html",
+                status=400,
+                user_id=user_id,
+                error=error,
+                next_path=_local(form.get("next", "")),
+            )
 
         if user_id != identity.user_id:
             # The certificate and the password must belong to the same user (SPEC E4).
@@ -231,10 +241,7 @@ class Screens:
         )
         visit.session = session
         log.info("user %s logged in (serial %x)", user.user_id, identity.serial)
-        next_path = form.get("next", "")
-        return redirect(
-            next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
-        )
+        return redirect(_local(form.get("next", "")) or "/")
 
     async def _logout(self, visit: _Visit) -> Response:
         await self._form(visit)
@@ -622,6 +629,13 @@ class Screens:
         return await self._users_page(
             visit, master, created=SimpleNamespace(user_id=user.user_id, initial_password=initial)
         )
+
+
+def _local(path: str) -> str:
+    """``path`` when it stays on this site (no open redirect), else empty."""
+    if path.startswith("/") and not path.startswith(("//", "/\\")) and len(path) < 2048:
+        return path
+    return ""
 
 
 def _state_label(state: str, locked_until: datetime | None) -> str:

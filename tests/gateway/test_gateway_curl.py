@@ -511,3 +511,28 @@ def test_a_new_server_certificate_is_used_without_dropping_open_connections(
     )
     kept.request("GET", "/-/health")  # the connection opened before the reload still works
     assert kept.getresponse().status == 200
+
+
+def test_login_returns_to_the_page_asked_for_but_never_off_site(
+    gateway_stack: GatewayStack, user: dict[str, object], tmp_path: Path
+) -> None:
+    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    status, headers, _ = client("/echo?x=1")
+    assert status == 303 and headers["location"] == "/login/password?next=/echo%3Fx%3D1"
+    status, _, body = client(headers["location"])
+    assert 'name="next" value="/echo?x=1"' in body
+    for target, expected in (("//evil.example/", "/"), ("/echo?x=1", "/echo?x=1")):
+        token = re.search(r'name="csrf" value="([^"]+)"', client("/login/password")[2])
+        assert token
+        status, headers, _ = client(
+            "/login/password",
+            "--data-urlencode",
+            f"csrf={token.group(1)}",
+            "--data-urlencode",
+            f"user_id={user['user_id']}",
+            "--data-urlencode",
+            f"password={user['password']}",
+            "--data-urlencode",
+            f"next={target}",
+        )
+        assert status == 303 and headers["location"] == expected
