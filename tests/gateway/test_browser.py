@@ -6,12 +6,15 @@ upstream. Screenshots of every screen are kept in ``artifacts/screenshots/``."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography import x509
@@ -47,25 +50,26 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 TIMEOUT_MS = 15_000
+JAPAN = ZoneInfo("Asia/Tokyo")
 
 
 # -- fixtures ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
+def driver() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is not installed (Debian package chromium)"
         if os.environ.get("CI"):
             pytest.fail(message + "; CI must run the browser test")
         pytest.skip(message)
-    with sync_playwright() as driver:
-        yield driver
+    with sync_playwright() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    launched = playwright.chromium.launch(
+def browser(driver: Playwright) -> Iterator[Browser]:
+    launched = driver.chromium.launch(
         executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
     )
     yield launched
@@ -75,6 +79,8 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):  # no stale screens from an earlier run
+        old.unlink()
     return SCREENSHOTS
 
 
@@ -149,6 +155,23 @@ def _openssl_pkcs12(p12: Path, password: str) -> subprocess.CompletedProcess[str
     )
 
 
+# Installed on 電子証明書発行: when #issue-form is submitted, reports what is shown once
+# issue.js's submit handler ran (a window listener runs after the form's own).
+_REPORT_ISSUING = """() => window.addEventListener("submit", (event) => {
+  if (event.target.id !== "issue-form") return;
+  const visible = (id) => {
+    const el = document.getElementById(id);
+    return !!el && el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
+  };
+  window.reportIssuing({
+    issuing: visible("issuing"),
+    form: visible("issue-section"),
+    heading: document.querySelector("#issuing h2").textContent.trim(),
+    button_disabled: document.getElementById("btn-issue").disabled,
+    title: document.title,
+  });
+})"""
+
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----\n.*?\n-----END \1-----\n", re.S)
 
 
@@ -214,7 +237,13 @@ def test_issue_download_and_log_in_with_the_certificate(
     expect(page.locator("#issuing")).to_be_hidden()
     _shot(page, screenshots, "04-issue")
 
+    # While the form's navigation is held, Playwright's locators, evaluate and screenshot
+    # wait for it to finish (and chromium defers Runtime commands to the old document until
+    # the new one commits); the browser-side Page.captureScreenshot still captures what is
+    # shown. The page's own state right after the submit handlers ran is reported through
+    # a binding by a listener on window.
     held: list[Route] = []
+    reported: list[dict[str, object]] = []
 
     def hold_issue(route: Route) -> None:
         if route.request.method == "POST":
@@ -222,36 +251,58 @@ def test_issue_download_and_log_in_with_the_certificate(
         else:
             route.continue_()
 
+    page.expose_function("reportIssuing", lambda state: reported.append(state))
+    page.evaluate(_REPORT_ISSUING)
     page.route(base + "/enroll/issue", hold_issue)
-    page.click("#btn-issue")
-    expect(page.locator("#issuing")).to_be_visible()
-    expect(page.locator("#issuing h2")).to_have_text("電子証明書発行中")
-    expect(page.locator("#issue-section")).to_be_hidden()
-    expect(page.locator("#btn-issue")).to_be_disabled()
-    page.wait_for_function("() => document.title.startsWith('電子証明書発行中')")
-    while not held:
+    page.click("#btn-issue", no_wait_after=True)
+    while not (held and reported):
         page.wait_for_timeout(20)
-    _shot(page, screenshots, "05-issuing")
+    page.wait_for_timeout(300)  # let the 発行中 screen be painted
+    devtools = anonymous.new_cdp_session(page)
+    shot = devtools.send("Page.captureScreenshot", {"format": "png"})
+    (screenshots / "05-issuing.png").write_bytes(base64.b64decode(shot["data"]))
+    assert reported == [
+        {
+            "issuing": True,
+            "form": False,
+            "heading": "電子証明書発行中",
+            "button_disabled": True,
+            "title": reported[0]["title"],
+        }
+    ]
+    assert str(reported[0]["title"]).startswith("電子証明書発行中 | ")
 
     # 発行結果: the download starts by itself, once.
     with page.expect_download() as started:
         held[0].continue_()
         page.wait_for_url(base + "/enroll/result")
     page.unroute(base + "/enroll/issue")
+    devtools.detach()
     download = started.value
     expect(page.locator("h1")).to_have_text("電子証明書発行結果")
-    assert re.fullmatch(re.escape(user_id) + r"\d{14}\.p12", download.suggested_filename)
+    name = download.suggested_filename
+    stamp = re.fullmatch(re.escape(user_id) + r"(\d{14})\.p12", name)
+    assert stamp, name
+    issued_at = datetime.strptime(stamp.group(1), "%Y%m%d%H%M%S").replace(tzinfo=JAPAN)
+    assert abs((datetime.now(JAPAN) - issued_at).total_seconds()) < 120  # Japan time (C4)
     expect(page.locator("#result-user-id")).to_have_text(user_id)
-    expect(page.locator("#result-file-name")).to_have_text(download.suggested_filename)
-    expect(page.locator("a#download")).to_have_attribute("download", download.suggested_filename)
+    expect(page.locator("#result-file-name")).to_have_text(name)
+    expect(page.locator("a#download")).to_have_attribute("download", name)
     assert download.failure() is None
-    p12 = tmp_path / download.suggested_filename
+    p12 = tmp_path / name
     download.save_as(p12)
+    # An ordinary download (E5): the answer itself names the file.
+    again = anonymous.request.get(base + "/enroll/download")
+    assert again.status == 200
+    assert again.headers["content-disposition"] == f'attachment; filename="{name}"'
+    assert again.headers["content-type"] == "application/x-pkcs12"
+    assert again.body() == p12.read_bytes()
     _shot(page, screenshots, "06-result")
     page.reload()
-    expect(page.locator("#result-file-name")).to_have_text(download.suggested_filename)
+    expect(page.locator("#result-file-name")).to_have_text(name)
     page.wait_for_timeout(1000)  # the auto-start runs 300 ms after load
     assert len(downloads) == 1, "a reload of 発行結果 must not download again"
+    assert anonymous.pages == [page], "no pop-up windows (E5)"
 
     # openssl opens the file with the login password; the key belongs to the certificate.
     opened = _openssl_pkcs12(p12, password)
@@ -315,6 +366,8 @@ def test_wrong_password_is_refused_without_revealing_the_user(
     anonymous: BrowserContext, gateway_stack: GatewayStack, smtp: SmtpSink, screenshots: Path
 ) -> None:
     user_id, password, email = gateway_stack.new_user("browser2")
+    wrong = "Wr0ng-Pass!"
+    assert wrong != password
     base = gateway_stack.url
     page = anonymous.new_page()
     before = len(_code_mails(smtp, email))
@@ -322,7 +375,7 @@ def test_wrong_password_is_refused_without_revealing_the_user(
     for candidate in (user_id, "nobody99"):
         page.goto(base + "/enroll/auth")
         page.fill("#user_id", candidate)
-        page.fill("#password", "Wr0ng-Pass!")
+        page.fill("#password", wrong)
         page.click("#btn-submit")
         page.wait_for_url(base + "/enroll/auth")
         expect(page.locator("#error")).to_contain_text(
