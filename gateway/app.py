@@ -43,6 +43,9 @@ __all__ = ["Gateway"]
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gateway.access")
 
+# Metrics are for the local scraper only (they tell an outsider about traffic and refusals).
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
 
 class Gateway:
     def __init__(
@@ -132,7 +135,7 @@ class Gateway:
                 return found
         elif path == "/-/health":
             return self.health()
-        elif path == "/-/metrics":
+        elif path == "/-/metrics" and request.connection.client_address in _LOOPBACK:
             return Response(
                 200,
                 [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
@@ -190,7 +193,7 @@ class Gateway:
                 return self._pages.error(
                     401, "ログインしてください", "ログインの有効期限が切れました。"
                 )
-            await self._sessions.save(session)  # renews the idle timeout
+            await self._sessions.touch(session)  # renews the idle timeout
         headers = forwarded_headers(
             request,
             strip=self._strip,

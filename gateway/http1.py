@@ -8,6 +8,7 @@ in pieces of at most ``CHUNK`` bytes.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ __all__ = [
     "Head",
     "ProtocolError",
     "body_chunks",
+    "check_request_line",
+    "encode_head",
     "framing",
     "read_head",
     "write_chunked",
@@ -26,6 +29,14 @@ __all__ = [
 CHUNK = 64 * 1024
 MAX_HEAD_BYTES = 32 * 1024
 MAX_HEADERS = 100
+BODY_IDLE_TIMEOUT = 30.0  # seconds a body may stall between two pieces
+
+# RFC 9110 §5.1 token; field values and targets must not carry control characters (a bare LF
+# or NUL that one parser keeps and another splits on is how requests are smuggled).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 # Connection-level headers (RFC 9110 §7.6.1): never forwarded to the other side.
 HOP_BY_HOP = frozenset(
@@ -94,18 +105,26 @@ async def read_head(reader: asyncio.StreamReader) -> Head | None:
     if not lines:
         raise ProtocolError("empty message head")
     parts = lines[0].split(" ", 2)
-    if len(parts) != 3:
+    if len(parts) != 3 or _BAD_VALUE.search(lines[0]):
         raise ProtocolError("malformed start line")
     headers: list[tuple[str, str]] = []
     if len(lines) - 1 > MAX_HEADERS:
         raise ProtocolError("too many header fields", 431)
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        # No whitespace before the colon, no obsolete line folding (RFC 9112 §5.1, §5.2).
-        if not colon or not name or name != name.strip() or line[0] in " \t":
+        # A token before the colon (so no whitespace and no obsolete line folding, RFC 9112
+        # §5.1, §5.2) and no control characters in the value.
+        if not colon or not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
             raise ProtocolError("malformed header field")
         headers.append((name, value.strip(" \t")))
     return Head((parts[0], parts[1], parts[2]), headers)
+
+
+def check_request_line(head: Head) -> None:
+    """A method token and a target without spaces or control characters."""
+    method, target, _ = head.first
+    if not _TOKEN.fullmatch(method) or not target or _BAD_TARGET.search(target):
+        raise ProtocolError("malformed request line")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +157,7 @@ def framing(head: Head, *, request: bool, status: int = 200, method: str = "GET"
         raise ProtocolError("conflicting Content-Length values")
     if lengths:
         value = lengths.pop()
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()) or len(value) > 18:
             raise ProtocolError("bad Content-Length")
         return Framing(int(value))
     if request:
@@ -146,43 +165,56 @@ def framing(head: Head, *, request: bool, status: int = 200, method: str = "GET"
     return Framing(None, until_close=True)
 
 
-async def body_chunks(reader: asyncio.StreamReader, frame: Framing) -> AsyncIterator[bytes]:
-    """The body's bytes (de-chunked), in pieces of at most :data:`CHUNK`."""
+async def body_chunks(
+    reader: asyncio.StreamReader, frame: Framing, idle_timeout: float = BODY_IDLE_TIMEOUT
+) -> AsyncIterator[bytes]:
+    """The body's bytes (de-chunked), in pieces of at most :data:`CHUNK`; a peer that sends
+    nothing for ``idle_timeout`` seconds is given up on (408)."""
     try:
         if frame.chunked:
             while True:
-                size_line = await reader.readuntil(b"\r\n")
-                size_text = size_line.split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise ProtocolError("bad chunk size") from None
+                async with asyncio.timeout(idle_timeout):
+                    size_line = await reader.readuntil(b"\r\n")
+                size_text = size_line[:-2].split(b";", 1)[0].rstrip(b" \t")
+                if not _CHUNK_SIZE.fullmatch(size_text):
+                    raise ProtocolError("bad chunk size")
+                size = int(size_text, 16)
                 if size == 0:
                     # Trailers are read and dropped.
-                    while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                        pass
+                    async with asyncio.timeout(idle_timeout):
+                        while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                            pass
                     return
                 while size:
-                    piece = await reader.read(min(size, CHUNK))
+                    async with asyncio.timeout(idle_timeout):
+                        piece = await reader.read(min(size, CHUNK))
                     if not piece:
                         raise ProtocolError("connection closed inside a chunk")
                     size -= len(piece)
                     yield piece
-                if await reader.readexactly(2) != b"\r\n":
-                    raise ProtocolError("chunk not followed by CRLF")
+                async with asyncio.timeout(idle_timeout):
+                    if await reader.readexactly(2) != b"\r\n":
+                        raise ProtocolError("chunk not followed by CRLF")
         elif frame.until_close:
-            while piece := await reader.read(CHUNK):
+            while True:
+                async with asyncio.timeout(idle_timeout):
+                    piece = await reader.read(CHUNK)
+                if not piece:
+                    return
                 yield piece
         else:
             left = frame.length or 0
             while left:
-                piece = await reader.read(min(left, CHUNK))
+                async with asyncio.timeout(idle_timeout):
+                    piece = await reader.read(min(left, CHUNK))
                 if not piece:
                     raise ProtocolError("connection closed before the end of the body")
                 left -= len(piece)
                 yield piece
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         raise ProtocolError("connection closed before the end of the body") from None
+    except TimeoutError:
+        raise ProtocolError("the body stalled", 408) from None
 
 
 def write_chunked(writer: asyncio.StreamWriter, piece: bytes) -> None:
@@ -192,5 +224,11 @@ def write_chunked(writer: asyncio.StreamWriter, piece: bytes) -> None:
 
 def encode_head(first: str, headers: Iterable[tuple[str, str]]) -> bytes:
     lines = [first]
-    lines.extend(f"{name}: {value}" for name, value in headers)
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+            # Never write what would split into two fields or two messages downstream.
+            raise ProtocolError(f"refusing to write the header field {name!r}", 502)
+        lines.append(f"{name}: {value}")
+    if _BAD_VALUE.search(first):
+        raise ProtocolError("refusing to write a start line with control characters", 502)
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

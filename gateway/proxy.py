@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -41,6 +41,9 @@ class Upstream:
     response_timeout: float = 60.0  # for the response head; bodies may stream for longer
     idle_seconds: float = 30.0  # a pooled connection older than this is not reused
     pool_size: int = 64
+    # Open connections per worker, idle or busy: a flood of slow uploads cannot exhaust the
+    # upstream's connection slots.
+    max_connections: int = 512
 
     @classmethod
     def from_url(cls, url: str, **options: float | int) -> Upstream:
@@ -60,6 +63,7 @@ class _Link:
     writer: asyncio.StreamWriter
     idle_since: float
     reused: bool = False
+    closed: bool = False
 
 
 class UpstreamPool:
@@ -67,8 +71,17 @@ class UpstreamPool:
         self.upstream = upstream
         self._idle: list[_Link] = []
         self.opened = 0
+        self.open_links = 0
+
+    def _drop(self, link: _Link) -> None:
+        if not link.closed:
+            link.closed = True
+            self.open_links -= 1
+        link.writer.close()
 
     async def _open(self) -> _Link:
+        if self.open_links >= self.upstream.max_connections:
+            raise UpstreamError(502, "too many connections to the upstream are open")
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.upstream.host, self.upstream.port, limit=64 * 1024),
@@ -79,6 +92,7 @@ class UpstreamPool:
         except OSError as exc:
             raise UpstreamError(502, f"cannot connect to the upstream: {exc.strerror}") from None
         self.opened += 1
+        self.open_links += 1
         return _Link(reader, writer, time.monotonic())
 
     def _take(self) -> _Link | None:
@@ -92,7 +106,7 @@ class UpstreamPool:
             ):
                 link.reused = True
                 return link
-            link.writer.close()
+            self._drop(link)
         return None
 
     def _give_back(self, link: _Link) -> None:
@@ -101,11 +115,11 @@ class UpstreamPool:
             link.reused = False
             self._idle.append(link)
         else:
-            link.writer.close()
+            self._drop(link)
 
     async def close(self) -> None:
         for link in self._idle:
-            link.writer.close()
+            self._drop(link)
         self._idle.clear()
 
     async def forward(self, request: Request, headers: list[tuple[str, str]]) -> Response:
@@ -146,10 +160,10 @@ class UpstreamPool:
                 writer.write(b"0\r\n\r\n")
             await writer.drain()
         except ProtocolError:
-            writer.close()
+            self._drop(link)
             raise
         except OSError as exc:
-            writer.close()
+            self._drop(link)
             if link.reused and not has_body:
                 raise _StaleLink from None
             raise UpstreamError(502, f"sending to the upstream failed: {exc}") from None
@@ -162,15 +176,15 @@ class UpstreamPool:
                     read_head(link.reader), self.upstream.response_timeout
                 )
         except TimeoutError:
-            writer.close()
+            self._drop(link)
             raise UpstreamError(504, "the upstream did not answer in time") from None
         except (ProtocolError, OSError) as exc:
-            writer.close()
+            self._drop(link)
             if link.reused and not has_body and isinstance(exc, OSError):
                 raise _StaleLink from None
             raise UpstreamError(502, f"the upstream's answer is broken: {exc}") from None
         if response_head is None:
-            writer.close()
+            self._drop(link)
             if link.reused and not has_body:
                 raise _StaleLink
             raise UpstreamError(502, "the upstream closed the connection without answering")
@@ -181,7 +195,7 @@ class UpstreamPool:
             status = int(head.first[1])
             frame = framing(head, request=False, status=status, method=method)
         except (ValueError, ProtocolError):
-            link.writer.close()
+            self._drop(link)
             raise UpstreamError(502, "the upstream's answer is not HTTP/1.1") from None
         reusable = (
             head.first[0] == "HTTP/1.1"
@@ -201,10 +215,14 @@ class UpstreamPool:
             if ok and reusable:
                 self._give_back(link)
             else:
-                link.writer.close()
+                self._drop(link)
 
         if frame.empty:
             finished(True)
+            length = head.get("content-length")
+            if method == "HEAD" and length is not None and length.isdigit():
+                # The length of the body a GET would get, as the upstream said.
+                return Response(status, headers, _nothing(), length=int(length))
             return Response(status, headers, b"")
         return Response(
             status,
@@ -215,8 +233,28 @@ class UpstreamPool:
         )
 
 
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
 class _StaleLink(Exception):
     """A pooled connection turned out to be closed before the request reached the upstream."""
+
+
+# Replaced by what the gateway itself saw, or answered by the gateway (Expect).
+_REPLACED = frozenset(
+    {
+        "content-length",
+        "expect",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-proto",
+        "x-real-ip",
+    }
+)
 
 
 def forwarded_headers(
@@ -228,9 +266,11 @@ def forwarded_headers(
     """The request's headers as the upstream receives them: hop-by-hop and identity headers
     (and whatever the client's Connection header names) removed, identity and
     X-Forwarded-* added."""
-    banned = {name.lower() for name in strip} | HOP_BY_HOP | request.head.tokens("connection")
-    banned |= {"content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-    headers = [(n, v) for n, v in request.head.headers if n.lower() not in banned]
+    banned = {name.strip().lower() for name in strip} | HOP_BY_HOP | _REPLACED
+    banned |= request.head.tokens("connection")
+    # Names with '_' are dropped, as nginx does: CGI-style upstreams read x_user_id as
+    # x-user-id, so an underscore would smuggle an identity header past the strip.
+    headers = [(n, v) for n, v in request.head.headers if n.lower() not in banned and "_" not in n]
     # The gateway is the edge: whatever X-Forwarded-* a client sends is its own claim and is
     # replaced by what the gateway saw.
     headers.append(("X-Forwarded-For", request.connection.client_address))

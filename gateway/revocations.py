@@ -64,7 +64,7 @@ class RevocationFollower:
             if self._on_revocation is not None and revocation.user_id:
                 self._on_revocation(revocation.user_id)
             self.last_sequence = max(self.last_sequence, revocation.sequence)
-        if not message.revocations or message.revocations[-1].sequence >= message.latest_sequence:
+        if self.last_sequence >= message.latest_sequence:
             # Only a message that brings us up to the server's latest sequence proves freshness;
             # a catch-up page in the middle of a backlog does not.
             self._last_heard = self._monotonic()

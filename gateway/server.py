@@ -20,6 +20,7 @@ from gateway.http1 import (
     Head,
     ProtocolError,
     body_chunks,
+    check_request_line,
     encode_head,
     framing,
     read_head,
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 IDLE_TIMEOUT = 60.0  # between requests on a kept-alive connection
 HEAD_TIMEOUT = 30.0  # for a started request head to arrive in full
 DRAIN_LIMIT = 1024 * 1024  # unread request body we read away to keep a connection
+FORM_TIMEOUT = 30.0  # for a whole form posted to the gateway's own screens
+WRITE_TIMEOUT = 60.0  # a client that reads nothing of the response for this long is dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +78,14 @@ class Request:
     async def read_body(self, limit: int) -> bytes:
         """The whole body, for the gateway's own small forms; 413 past ``limit``."""
         data = bytearray()
-        async for piece in self.body():
-            data += piece
-            if len(data) > limit:
-                raise ProtocolError("request body too large", 413)
+        try:
+            async with asyncio.timeout(FORM_TIMEOUT):
+                async for piece in self.body():
+                    data += piece
+                    if len(data) > limit:
+                        raise ProtocolError("request body too large", 413)
+        except TimeoutError:
+            raise ProtocolError("the request body took too long", 408) from None
         return bytes(data)
 
     async def form(self, limit: int = 64 * 1024) -> dict[str, str]:
@@ -247,14 +254,20 @@ class HttpServer:
             await self._answer_error(writer, 505, "only HTTP/1.1 is served")
             return False
         try:
+            check_request_line(head)
             frame = framing(head, request=True)
         except ProtocolError as exc:
             await self._answer_error(writer, exc.status, str(exc))
             return False
         tokens = head.tokens("connection")
         keep_alive = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
-        if not frame.empty and (head.get("expect") or "").lower() == "100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        expect = head.get("expect")
+        if expect is not None:
+            if expect.lower() != "100-continue":
+                await self._answer_error(writer, 417, "only 100-continue is supported")
+                return False
+            if version == "HTTP/1.1" and not frame.empty:
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request = Request(head, body_chunks(reader, frame), connection)
         try:
             response = await self._handler(request)
@@ -309,7 +322,8 @@ class HttpServer:
                 if not no_body:
                     writer.write(body)
                     sent = len(body)
-                await writer.drain()
+                async with asyncio.timeout(WRITE_TIMEOUT):
+                    await writer.drain()
             else:
                 async for piece in body:
                     if no_body:
@@ -319,10 +333,12 @@ class HttpServer:
                     else:
                         writer.write(piece)
                     sent += len(piece)
-                    await writer.drain()
+                    async with asyncio.timeout(WRITE_TIMEOUT):
+                        await writer.drain()
                 if chunked:
                     writer.write(b"0\r\n\r\n")
-                await writer.drain()
+                async with asyncio.timeout(WRITE_TIMEOUT):
+                    await writer.drain()
         except (ConnectionError, ProtocolError, OSError, TimeoutError) as exc:
             # The upstream or the client broke off in the middle: the client cannot tell a
             # truncated body from a whole one unless the connection closes.

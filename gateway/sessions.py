@@ -6,8 +6,13 @@ must wait in the session — the login password between user authentication and 
 (C4a), the initial password between the two registration steps — are kept only encrypted
 under that key (AES-256-GCM), so neither the server nor Redis alone can read them.
 
+Each sealed secret is its own Redis key with its own lifetime (the code's 30 minutes for the
+password), so it expires on time however long the session lives, and erasing it is a DEL that
+no concurrent save of the session can undo.
+
 Sessions expire after ``idle`` without use (the Redis TTL, renewed on each use) and after
-``absolute`` in any case.
+``absolute`` in any case. A destroyed session is never written back by a request that loaded
+it before (saves of existing sessions use SET XX).
 """
 
 from __future__ import annotations
@@ -63,22 +68,6 @@ class Session:
     def cookie_value(self) -> str:
         return f"{self.session_id}.{_b64(self.key)}"
 
-    def seal(self, name: str, secret: str) -> None:
-        """Keeps ``secret`` in the session, encrypted under the cookie's key."""
-        nonce = secrets.token_bytes(12)
-        sealed = AESGCM(self.key).encrypt(nonce, secret.encode(), name.encode())
-        self.data[name] = _b64(nonce + sealed)
-
-    def unseal(self, name: str) -> str | None:
-        value = self.data.get(name)
-        if not isinstance(value, str):
-            return None
-        try:
-            raw = _unb64(value)
-            return AESGCM(self.key).decrypt(raw[:12], raw[12:], name.encode()).decode()
-        except (ValueError, InvalidTag):
-            return None
-
     def forget(self, *names: str) -> None:
         for name in names:
             self.data.pop(name, None)
@@ -93,6 +82,36 @@ class SessionStore:
     @staticmethod
     def _key(session_id: str) -> str:
         return _PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
+
+    def _sealed_key(self, session: Session, name: str) -> str:
+        return f"{self._key(session.session_id)}:{name}"
+
+    async def seal(self, session: Session, name: str, secret: str, ttl: float) -> None:
+        """Keeps ``secret`` for at most ``ttl`` seconds, encrypted under the cookie's key."""
+        nonce = secrets.token_bytes(12)
+        aad = f"{name}:{session.session_id}".encode()
+        sealed = AESGCM(session.key).encrypt(nonce, secret.encode(), aad)
+        await self._redis.set(self._sealed_key(session, name), nonce + sealed, px=int(ttl * 1000))
+        names = set(session.data.get("sealed", []))
+        names.add(name)
+        session.data["sealed"] = sorted(names)
+
+    async def unseal(self, session: Session, name: str) -> str | None:
+        raw = await self._redis.get(self._sealed_key(session, name))
+        if not isinstance(raw, bytes):
+            return None
+        try:
+            aad = f"{name}:{session.session_id}".encode()
+            return AESGCM(session.key).decrypt(raw[:12], raw[12:], aad).decode()
+        except (ValueError, InvalidTag):
+            return None
+
+    async def erase(self, session: Session, *names: str) -> None:
+        """Erases sealed secrets now."""
+        if names:
+            await self._redis.delete(*(self._sealed_key(session, name) for name in names))
+        remaining = set(session.data.get("sealed", [])) - set(names)
+        session.data["sealed"] = sorted(remaining)
 
     def new(self) -> Session:
         return Session(
@@ -122,21 +141,31 @@ class SessionStore:
             return None
         return Session(session_id, key, float(stored["created"]), dict(stored["data"]))
 
-    async def save(self, session: Session) -> None:
+    async def save(self, session: Session) -> bool:
+        """Writes the session and renews its idle timeout; False (and nothing written) when
+        it was destroyed meanwhile."""
         payload = json.dumps({"created": session.created, "data": session.data})
-        await self._redis.set(self._key(session.session_id), payload, ex=int(self._idle))
+        key = self._key(session.session_id)
+        if session.fresh:
+            return bool(await self._redis.set(key, payload, ex=int(self._idle), nx=True))
+        return bool(await self._redis.set(key, payload, ex=int(self._idle), xx=True))
+
+    async def touch(self, session: Session) -> None:
+        """Renews the idle timeout without rewriting the session."""
+        await self._redis.expire(self._key(session.session_id), int(self._idle))
 
     async def destroy(self, session: Session) -> None:
-        await self._redis.delete(self._key(session.session_id))
+        names = session.data.get("sealed", [])
+        await self._redis.delete(
+            self._key(session.session_id), *(self._sealed_key(session, n) for n in names)
+        )
 
     async def rotate(self, session: Session) -> Session:
-        """The same session under a new ID and key (after login: no session fixation).
-        Sealed values do not survive: they were sealed under the old key."""
+        """The same session under a new ID and key (no session fixation at login or
+        authentication). Sealed secrets do not survive: they were sealed under the old key."""
         await self.destroy(session)
         renewed = self.new()
-        renewed.data.update(
-            {k: v for k, v in session.data.items() if k != "csrf" and not k.startswith("sealed_")}
-        )
+        renewed.data.update({k: v for k, v in session.data.items() if k not in ("csrf", "sealed")})
         return renewed
 
     def cookie_header(self, session: Session) -> str:

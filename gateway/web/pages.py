@@ -83,6 +83,8 @@ class Pages:
 
 
 def redirect(location: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    if any(ord(c) < 0x21 or ord(c) == 0x7F or c == "\\" for c in location):
+        location = "/"  # never a header split or a browser-normalised off-site jump
     return Response(303, [("Location", location), ("Cache-Control", "no-store"), *(headers or [])])
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,7 +59,11 @@ SCREEN_PATHS = ENROLLMENT_PATHS | {
 _SEALED_PASSWORD = "sealed_password"  # noqa: S105 - a session field name
 _SEALED_INITIAL = "sealed_initial_password"
 _SEALED_PKCS12 = "sealed_pkcs12"
+# A path on this site: "/" not followed by "/", and only URL characters (no "\\", no spaces
+# or control characters that browsers strip and headers split on).
+_LOCAL_PATH = re.compile(r"/(?![/])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*")
 _DOWNLOAD_SECONDS = 600
+_REGISTRATION_SECONDS = 1800
 
 Identify = Callable[[Request], Awaitable[Identity]]
 
@@ -273,7 +278,7 @@ class Screens:
                     "切れています。",
                 )
         visit.session.data["register_organization_id"] = organization_id
-        visit.session.seal(_SEALED_INITIAL, initial)
+        await self._sessions.seal(visit.session, _SEALED_INITIAL, initial, _REGISTRATION_SECONDS)
         return redirect("/register/master/account")
 
     async def _account_form(self, visit: _Visit) -> Response:
@@ -290,7 +295,7 @@ class Screens:
     async def _register(self, visit: _Visit) -> Response:
         form = await self._form(visit)
         organization_id = str(visit.session.data.get("register_organization_id") or "")
-        initial = visit.session.unseal(_SEALED_INITIAL)
+        initial = await self._sessions.unseal(visit.session, _SEALED_INITIAL)
         if not organization_id or initial is None:
             return redirect("/register/master")
 
@@ -318,7 +323,8 @@ class Screens:
             )
         except CaRefusal as refusal:
             if refusal.reason == "INVALID_CREDENTIALS":
-                visit.session.forget(_SEALED_INITIAL, "register_organization_id")
+                await self._sessions.erase(visit.session, _SEALED_INITIAL)
+                visit.session.forget("register_organization_id")
                 return self._render(
                     visit,
                     "register_master.html",
@@ -327,7 +333,8 @@ class Screens:
                     error="初期パスワードが使用済みか有効期限が切れています。",
                 )
             return again(messages.for_ca_reason(refusal.reason, refusal.metadata))
-        visit.session.forget(_SEALED_INITIAL, "register_organization_id")
+        await self._sessions.erase(visit.session, _SEALED_INITIAL)
+        visit.session.forget("register_organization_id")
         visit.session.data["flash"] = (
             f"マスターユーザー {user.user_id} を登録しました。続けて電子証明書を発行してください。"
         )
@@ -376,6 +383,8 @@ class Screens:
                 status=400,
                 error=messages.for_ca_reason(refusal.reason, refusal.metadata),
             )
+        # A new session ID and key for what follows the authentication (no fixation).
+        visit.session = await self._sessions.rotate(visit.session)
         data = visit.session.data
         data.update(
             {
@@ -386,13 +395,17 @@ class Screens:
             }
         )
         data.pop("ticket", None)
-        visit.session.seal(_SEALED_PASSWORD, password)
+        # C4a: the password waits only sealed, and only as long as the code is valid.
+        await self._sessions.seal(
+            visit.session, _SEALED_PASSWORD, password, expires_at.timestamp() - time.time()
+        )
         return redirect("/enroll/code")
 
-    def _password_expired(self, visit: _Visit) -> bool:
+    async def _password_expired(self, visit: _Visit) -> bool:
         expires = visit.session.data.get("code_expires_at")
         if not isinstance(expires, (int, float)) or time.time() >= expires:
-            visit.session.forget(_SEALED_PASSWORD, "auth_handle", "ticket")
+            await self._sessions.erase(visit.session, _SEALED_PASSWORD)
+            visit.session.forget("auth_handle", "ticket")
             return True
         return False
 
@@ -412,14 +425,14 @@ class Screens:
         )
 
     async def _code_form(self, visit: _Visit) -> Response:
-        if "auth_handle" not in visit.session.data or self._password_expired(visit):
+        if "auth_handle" not in visit.session.data or await self._password_expired(visit):
             return redirect("/enroll/auth")
         return self._code_page(visit)
 
     async def _verify_code(self, visit: _Visit) -> Response:
         form = await self._form(visit)
         handle = visit.session.data.get("auth_handle")
-        if not handle or self._password_expired(visit):
+        if not handle or await self._password_expired(visit):
             return self._auth_page(
                 visit, general=False, status=400, error=messages.for_ca_reason("CODE_EXPIRED", {})
             )
@@ -429,7 +442,8 @@ class Screens:
             text = messages.for_ca_reason(refusal.reason, refusal.metadata)
             if refusal.reason == "CODE_INVALID" and refusal.metadata.get("tries_left") != "0":
                 return self._code_page(visit, error=text, status=400)
-            visit.session.forget(_SEALED_PASSWORD, "auth_handle")
+            await self._sessions.erase(visit.session, _SEALED_PASSWORD)
+            visit.session.forget("auth_handle")
             return self._auth_page(
                 visit,
                 general=False,
@@ -444,7 +458,7 @@ class Screens:
     # -- ⑥ 発行, ⑦ 発行中, ⑧ 発行結果 ----------------------------------------------------------
 
     async def _issue_form(self, visit: _Visit) -> Response:
-        if "ticket" not in visit.session.data or self._password_expired(visit):
+        if "ticket" not in visit.session.data or await self._password_expired(visit):
             return redirect("/enroll/auth")
         return self._render(
             visit,
@@ -457,9 +471,10 @@ class Screens:
         await self._form(visit)
         data = visit.session.data
         ticket = data.get("ticket")
-        password = visit.session.unseal(_SEALED_PASSWORD)
+        password = await self._sessions.unseal(visit.session, _SEALED_PASSWORD)
         # Erased at issuance whatever happens (C4a); the ticket is single-use anyway.
-        visit.session.forget(_SEALED_PASSWORD, "ticket", "code_expires_at")
+        await self._sessions.erase(visit.session, _SEALED_PASSWORD)
+        visit.session.forget("ticket", "code_expires_at")
         if not ticket or password is None:
             return self._auth_page(
                 visit, general=False, status=400, error=messages.for_ca_reason("TICKET_INVALID", {})
@@ -476,7 +491,12 @@ class Screens:
             )
         # The file is protected by the login password; in the session it is also sealed
         # under the cookie's key, and it is kept only for the download.
-        visit.session.seal(_SEALED_PKCS12, base64.b64encode(issued.pkcs12).decode())
+        await self._sessions.seal(
+            visit.session,
+            _SEALED_PKCS12,
+            base64.b64encode(issued.pkcs12).decode(),
+            _DOWNLOAD_SECONDS,
+        )
         data["issued"] = {
             "user_id": data.get("auth_user", ""),
             "file_name": issued.file_name,
@@ -487,15 +507,16 @@ class Screens:
         log.info("issued certificate %s for %s", issued.serial_number, data.get("auth_user"))
         return redirect("/enroll/result")
 
-    def _issued(self, visit: _Visit) -> dict[str, object] | None:
+    async def _issued(self, visit: _Visit) -> dict[str, object] | None:
         issued = visit.session.data.get("issued")
         if not isinstance(issued, dict) or time.time() - issued["at"] > _DOWNLOAD_SECONDS:
-            visit.session.forget("issued", _SEALED_PKCS12)
+            await self._sessions.erase(visit.session, _SEALED_PKCS12)
+            visit.session.forget("issued")
             return None
         return issued
 
     async def _result(self, visit: _Visit) -> Response:
-        issued = self._issued(visit)
+        issued = await self._issued(visit)
         if issued is None:
             return redirect("/login")
         return self._render(
@@ -511,8 +532,8 @@ class Screens:
         )
 
     async def _download(self, visit: _Visit) -> Response:
-        issued = self._issued(visit)
-        sealed = visit.session.unseal(_SEALED_PKCS12)
+        issued = await self._issued(visit)
+        sealed = await self._sessions.unseal(visit.session, _SEALED_PKCS12)
         if issued is None or sealed is None:
             return self._pages.error(
                 404,
@@ -539,8 +560,11 @@ class Screens:
         identity = await self._certificate(visit)
         if isinstance(identity, Response):
             return identity
-        if visit.session.user_id != identity.user_id:
-            return redirect("/login/password")
+        if (
+            visit.session.user_id != identity.user_id
+            or visit.session.data.get("serial") != identity.serial
+        ):
+            return redirect("/login/password?next=/master/users")
         user = await self._ca.user(identity.user_id)
         if user is None or user.role != "master":
             return self._pages.error(
@@ -632,8 +656,9 @@ class Screens:
 
 
 def _local(path: str) -> str:
-    """``path`` when it stays on this site (no open redirect), else empty."""
-    if path.startswith("/") and not path.startswith(("//", "/\\")) and len(path) < 2048:
+    """``path`` when it is a path on this site (no open redirect, nothing that could split a
+    header), else empty."""
+    if _LOCAL_PATH.fullmatch(path) and len(path) < 2048:
         return path
     return ""
 

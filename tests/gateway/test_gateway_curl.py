@@ -141,6 +141,7 @@ def test_login_needs_certificate_and_password_then_identity_reaches_upstream(
     assert status == 200, body
     received = _echo(body)
     assert received["x-user-id"] == [user["user_id"]]
+    assert not {"x_user_id", "forwarded", "x-real-ip"} & received.keys()
     assert received["x-user-role"] == ["master"]
     org_id = received["x-org-id"][0]
     assert org_id != "OTHER" and re.fullmatch(r"[A-Za-z0-9-]+", org_id)

@@ -6,7 +6,16 @@ import asyncio
 
 import pytest
 
-from gateway.http1 import Framing, Head, ProtocolError, body_chunks, framing, read_head
+from gateway.http1 import (
+    Framing,
+    Head,
+    ProtocolError,
+    body_chunks,
+    check_request_line,
+    encode_head,
+    framing,
+    read_head,
+)
 
 
 def _reader(data: bytes) -> asyncio.StreamReader:
@@ -45,6 +54,10 @@ async def test_clean_close_before_a_head_is_not_an_error() -> None:
         b"GET /\r\n\r\n",  # no version
         b"GET / HTTP/1.1\r\nnocolon\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\n",  # closed in the middle
+        b"GET / HTTP/1.1\r\nX-A: b\nX-User-Id: victim\r\n\r\n",  # bare LF in a value
+        b"GET / HTTP/1.1\r\nX-A: b\x00c\r\n\r\n",  # NUL
+        b"GET / HTTP/1.1\r\nX(A): b\r\n\r\n",  # not a token
+        b"GET /a\nb HTTP/1.1\r\n\r\n",  # control character in the request line
     ],
 )
 async def test_malformed_heads_are_refused(raw: bytes) -> None:
@@ -67,6 +80,7 @@ def test_request_framing() -> None:
         _head(("Content-Length", "-1")),
         _head(("Content-Length", "5, 5x")),
         _head(("Transfer-Encoding", "gzip, chunked")),
+        _head(("Content-Length", "²")),  # a digit to str.isdigit, not to HTTP
     ):
         with pytest.raises(ProtocolError):
             framing(bad, request=True)
@@ -98,8 +112,35 @@ async def test_bodies_are_read_in_pieces() -> None:
         (b"zz\r\nhello\r\n0\r\n\r\n", Framing(None, chunked=True)),
         (b"5\r\nhelloXX0\r\n\r\n", Framing(None, chunked=True)),
         (b"5\r\nhel", Framing(None, chunked=True)),
+        (b"-1\r\n" + b"x" * 70000, Framing(None, chunked=True)),  # negative size
+        (b"0x5\r\nhello\r\n0\r\n\r\n", Framing(None, chunked=True)),
+        (b"+5\r\nhello\r\n0\r\n\r\n", Framing(None, chunked=True)),
+        (b"1_0\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n", Framing(None, chunked=True)),
     ],
 )
 async def test_truncated_or_malformed_bodies_raise(data: bytes, frame: Framing) -> None:
     with pytest.raises(ProtocolError):
         await _body(data, frame)
+
+
+async def test_a_stalled_body_is_given_up_on() -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"hel")  # and then nothing, without closing
+    with pytest.raises(ProtocolError) as caught:
+        async for _ in body_chunks(reader, Framing(5), idle_timeout=0.2):
+            pass
+    assert caught.value.status == 408
+
+
+def test_check_request_line() -> None:
+    check_request_line(Head(("GET", "/a?b=c", "HTTP/1.1"), []))
+    for first in (("G ET", "/", "HTTP/1.1"), ("GET", "", "HTTP/1.1"), ("GET", "/\x7f", "HTTP/1.1")):
+        with pytest.raises(ProtocolError):
+            check_request_line(Head(first, []))
+
+
+def test_nothing_that_would_split_is_ever_written() -> None:
+    assert encode_head("GET / HTTP/1.1", [("X-A", "b")]) == b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n"
+    for headers in ([("X-A", "b\r\nX-B: c")], [("X A", "b")], [("X-A", "b\nc")]):
+        with pytest.raises(ProtocolError):
+            encode_head("GET / HTTP/1.1", headers)

@@ -23,21 +23,42 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 async def test_a_sealed_secret_is_readable_only_with_the_cookie_key(redis: Redis) -> None:
     store = SessionStore(redis, idle=60, absolute=3600)
     session = store.new()
-    session.seal("sealed_password", "Secr3t-Pass!")
+    await store.seal(session, "sealed_password", "Secr3t-Pass!", ttl=30)
     await store.save(session)
     # Redis holds neither the secret nor the key nor the session ID itself.
-    (key,) = await redis.keys("gw:session:*")
-    stored = (await redis.get(key)).decode()
-    assert "Secr3t" not in stored and session.session_id not in stored
-    assert session.cookie_value().split(".")[1] not in stored
+    stored = b"".join([await redis.get(key) for key in await redis.keys("gw:session:*")])
+    assert b"Secr3t" not in stored and session.session_id.encode() not in stored
+    assert session.cookie_value().split(".")[1].encode() not in stored
     loaded = await store.load(session.cookie_value())
-    assert loaded is not None and loaded.unseal("sealed_password") == "Secr3t-Pass!"
+    assert loaded is not None
+    assert await store.unseal(loaded, "sealed_password") == "Secr3t-Pass!"
     # Another key (a forged or mixed-up cookie) cannot open it.
     forged = Session(session.session_id, bytes(32), loaded.created, loaded.data)
-    assert forged.unseal("sealed_password") is None
-    # A sealed value cannot be moved to another field name.
-    loaded.data["sealed_other"] = loaded.data["sealed_password"]
-    assert loaded.unseal("sealed_other") is None
+    assert await store.unseal(forged, "sealed_password") is None
+    # It expires on its own clock, however long the session lives (C4a: the code's 30 min).
+    sealed_key = next(
+        k for k in await redis.keys("gw:session:*") if k.endswith(b":sealed_password")
+    )
+    assert 0 < await redis.pttl(sealed_key) <= 30_000
+    # Erased at once, and a stale copy of the session saved later cannot bring it back.
+    stale = await store.load(session.cookie_value())
+    assert stale is not None
+    await store.erase(loaded, "sealed_password")
+    await store.save(loaded)
+    await store.save(stale)
+    assert await store.unseal(stale, "sealed_password") is None
+
+
+async def test_a_destroyed_session_is_not_written_back(redis: Redis) -> None:
+    store = SessionStore(redis, idle=60, absolute=3600)
+    session = store.new()
+    assert await store.save(session)
+    session.fresh = False
+    concurrent = await store.load(session.cookie_value())
+    assert concurrent is not None
+    await store.destroy(session)  # logout
+    assert not await store.save(concurrent)  # a request that loaded it before logout
+    assert await store.load(session.cookie_value()) is None
 
 
 async def test_rotation_gives_a_new_id_and_drops_the_old_one(redis: Redis) -> None:
@@ -45,8 +66,11 @@ async def test_rotation_gives_a_new_id_and_drops_the_old_one(redis: Redis) -> No
     session = store.new()
     session.data["user_id"] = "taro0001"
     await store.save(session)
+    await store.seal(session, "sealed_password", "x", ttl=30)
     rotated = await store.rotate(session)
     await store.save(rotated)
+    assert await store.unseal(rotated, "sealed_password") is None  # sealed under the old key
+    assert await redis.keys("gw:session:*sealed*") == []
     assert rotated.session_id != session.session_id and rotated.csrf != session.csrf
     assert await store.load(session.cookie_value()) is None
     reloaded = await store.load(rotated.cookie_value())
