@@ -80,6 +80,9 @@ class Gateway:
         }
         self.screens = Screens(ca=ca, sessions=sessions, pages=pages, identify=self.identify)
         self.metrics = metrics.GatewayMetrics()
+        self._header_cache: dict[Identity, list[tuple[str, str]]] = {}
+        self._log_second = -1
+        self._log_prefix = ""
 
     # -- identity -------------------------------------------------------------------------
 
@@ -112,6 +115,16 @@ class Gateway:
             raise
         request.log_fields.update(user_id=identity.user_id, serial=f"{identity.serial:x}")
         return replace(identity, role=user.role, organization_id=user.organization_id)
+
+    def _identity_headers(self, identity: Identity) -> list[tuple[str, str]]:
+        """Built once per certificate and record, not per request."""
+        headers = self._header_cache.get(identity)
+        if headers is None:
+            if len(self._header_cache) > 10_000:
+                self._header_cache.clear()
+            headers = identity_headers(identity, self._xfcc_by, self._header_names)
+            self._header_cache[identity] = headers
+        return headers
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -197,7 +210,7 @@ class Gateway:
         headers = forwarded_headers(
             request,
             strip=self._strip,
-            add=identity_headers(identity, self._xfcc_by, self._header_names),
+            add=self._identity_headers(identity),
         )
         started = time.perf_counter()
         try:
@@ -228,9 +241,14 @@ class Gateway:
         self.metrics.request(status, seconds)
         if not access_log.isEnabledFor(logging.INFO):
             return
+        now = time.time()
+        second = int(now)
+        if second != self._log_second:
+            self._log_second = second
+            self._log_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         connection = request.connection
         entry = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "ts": f"{self._log_prefix}.{int((now - second) * 1000):03d}Z",
             "client": connection.client_address,
             "method": request.method,
             # The query string may carry anything; the path is enough for the log.

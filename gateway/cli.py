@@ -165,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.log_level)
+        # The access log's lines are JSON with their own timestamp: nothing to format.
+        access = logging.getLogger("gateway.access")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.propagate = False
         return _serve(settings, args.reuse_port)
     except (GatewayConfigurationError, CaUnavailable) as exc:
         fail("ca-gateway", str(exc))

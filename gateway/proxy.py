@@ -168,13 +168,10 @@ class UpstreamPool:
                 raise _StaleLink from None
             raise UpstreamError(502, f"sending to the upstream failed: {exc}") from None
         try:
-            response_head = await asyncio.wait_for(
-                read_head(link.reader), self.upstream.response_timeout
-            )
-            while response_head is not None and response_head.first[1].startswith("1"):
-                response_head = await asyncio.wait_for(
-                    read_head(link.reader), self.upstream.response_timeout
-                )
+            async with asyncio.timeout(self.upstream.response_timeout):
+                response_head = await read_head(link.reader)
+                while response_head is not None and response_head.first[1].startswith("1"):
+                    response_head = await read_head(link.reader)
         except TimeoutError:
             self._drop(link)
             raise UpstreamError(504, "the upstream did not answer in time") from None

@@ -24,7 +24,6 @@ from gateway.http1 import (
     encode_head,
     framing,
     read_head,
-    write_chunked,
 )
 
 __all__ = ["Connection", "Handler", "HttpServer", "Request", "Response"]
@@ -36,6 +35,7 @@ HEAD_TIMEOUT = 30.0  # for a started request head to arrive in full
 DRAIN_LIMIT = 1024 * 1024  # unread request body we read away to keep a connection
 FORM_TIMEOUT = 30.0  # for a whole form posted to the gateway's own screens
 WRITE_TIMEOUT = 60.0  # a client that reads nothing of the response for this long is dropped
+_WRITE_BUFFER_HIGH = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +138,18 @@ def _reason(status: int) -> str:
         return "Unknown"
 
 
-async def _drain(body: AsyncIterator[bytes]) -> bool:
+async def _drain(writer: asyncio.StreamWriter) -> None:
+    """Waits while the client is behind; only then is a timer armed (most writes fit the
+    transport's buffer and need no wait at all)."""
+    transport = writer.transport
+    if transport.is_closing():
+        raise ConnectionResetError("the client went away")
+    if transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH:
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            await writer.drain()
+
+
+async def _drain_body(body: AsyncIterator[bytes]) -> bool:
     """Reads away an unread request body; False when it is too long to bother."""
     total = 0
     async for piece in body:
@@ -208,9 +219,8 @@ class HttpServer:
             first = True
             while True:
                 try:
-                    head = await asyncio.wait_for(
-                        read_head(reader), HEAD_TIMEOUT if first else IDLE_TIMEOUT
-                    )
+                    async with asyncio.timeout(HEAD_TIMEOUT if first else IDLE_TIMEOUT):
+                        head = await read_head(reader)
                 except ProtocolError as exc:
                     await self._answer_error(writer, exc.status, str(exc))
                     return
@@ -280,7 +290,7 @@ class HttpServer:
             keep_alive = False
         if not frame.empty and not request.consumed and keep_alive:
             try:
-                keep_alive = await _drain(request.body())
+                keep_alive = await _drain_body(request.body())
             except ProtocolError:
                 keep_alive = False
         sent, ok = await self._send(writer, response, keep_alive, method, version)
@@ -314,31 +324,30 @@ class HttpServer:
             keep_alive = False  # an HTTP/1.0 client reads the body until the close
         if not keep_alive:
             headers.append(("Connection", "close"))
-        writer.write(encode_head(f"HTTP/1.1 {status} {_reason(status)}", headers))
+        head = encode_head(f"HTTP/1.1 {status} {_reason(status)}", headers)
         sent = 0
         ok = True
         try:
             if isinstance(body, bytes):
-                if not no_body:
-                    writer.write(body)
-                    sent = len(body)
-                async with asyncio.timeout(WRITE_TIMEOUT):
-                    await writer.drain()
+                # One write, so head and body usually leave in one TLS record and syscall.
+                writer.write(head if no_body else head + body)
+                sent = 0 if no_body else len(body)
+                await _drain(writer)
             else:
+                pending: bytes | None = head  # sent together with the first piece
                 async for piece in body:
                     if no_body:
                         continue
-                    if chunked:
-                        write_chunked(writer, piece)
-                    else:
-                        writer.write(piece)
+                    framed = b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece
+                    if pending is not None:
+                        framed, pending = pending + framed, None
+                    if framed:
+                        writer.write(framed)
                     sent += len(piece)
-                    async with asyncio.timeout(WRITE_TIMEOUT):
-                        await writer.drain()
-                if chunked:
-                    writer.write(b"0\r\n\r\n")
-                async with asyncio.timeout(WRITE_TIMEOUT):
-                    await writer.drain()
+                    await _drain(writer)
+                tail = b"0\r\n\r\n" if chunked else b""
+                writer.write((pending or b"") + tail)
+                await _drain(writer)
         except (ConnectionError, ProtocolError, OSError, TimeoutError) as exc:
             # The upstream or the client broke off in the middle: the client cannot tell a
             # truncated body from a whole one unless the connection closes.

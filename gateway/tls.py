@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,15 +52,30 @@ def _stamp(files: TlsFiles) -> tuple[tuple[int, int], ...]:
 class ReloadingServerContext:
     """Gives every new handshake the context built from the files as they are now."""
 
-    def __init__(self, files: TlsFiles) -> None:
+    def __init__(
+        self,
+        files: TlsFiles,
+        *,
+        check_interval: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._files = files
         self._stamp = _stamp(files)
-        self._current = build_server_context(files)
+        # Until the first reload, handshakes stay on the listening context itself: switching
+        # an SSL object to another context costs a noticeable part of a handshake.
         self.listening = build_server_context(files)
         self.listening.sni_callback = self._switch
+        self._current = self.listening
+        self._check_interval = check_interval
+        self._monotonic = monotonic
+        self._checked = monotonic()
         self.reloads = 0
 
     def current(self) -> ssl.SSLContext:
+        now = self._monotonic()
+        if now - self._checked < self._check_interval:
+            return self._current  # the files are looked at no more than once a second
+        self._checked = now
         try:
             stamp = _stamp(self._files)
         except OSError as exc:
@@ -82,4 +99,6 @@ class ReloadingServerContext:
         server_name: str | None,
         context: ssl.SSLContext,
     ) -> None:
-        connection.context = self.current()
+        current = self.current()
+        if current is not context:
+            connection.context = current

@@ -504,6 +504,7 @@ def test_a_new_server_certificate_is_used_without_dropping_open_connections(
     # keeps the last good pair until both files match.
     for name in ("cert.pem", "key.pem"):
         shutil.copyfile(fresh / name, gateway_stack.tls_dir / name)
+    time.sleep(1.1)  # the files are looked at no more than once a second
     renewed = connect()
     assert served(renewed) != before
     assert served(renewed) == ssl.PEM_cert_to_DER_cert(

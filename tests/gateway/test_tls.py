@@ -180,7 +180,7 @@ async def test_versions_and_optional_client_certificates(pki: Pki) -> None:
 async def test_hot_reload_keeps_open_connections(pki: Pki) -> None:
     cert, key = pki.server_certificate("server")
     files = TlsFiles(cert, key, pki.trust())
-    reloading = ReloadingServerContext(files)
+    reloading = ReloadingServerContext(files, check_interval=0)
     server, port = await _serve(reloading.listening)
     root = pki.files.path("root", "ca.pem")
     try:
