@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -41,7 +42,6 @@ from gateway.web.screens import Screens
 __all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("gateway.access")
 
 # Metrics are for the local scraper only (they tell an outsider about traffic and refusals).
 _LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -61,6 +61,7 @@ class Gateway:
         header_names: dict[str, str] | None = None,
         xfcc_by: str | None = None,
         max_staleness: float = 5.0,
+        access_lines: Callable[[str], None] | None = None,
     ) -> None:
         self._ca = ca
         self._issuer_der = issuer_der
@@ -72,6 +73,7 @@ class Gateway:
         self._header_names = dict(header_names or {})
         self._xfcc_by = xfcc_by or None
         self._max_staleness = max_staleness
+        self._access_lines = access_lines
         self._strip = {name.lower() for name in self._header_names.values()} | {
             "x-forwarded-client-cert",
             "x-user-id",
@@ -80,7 +82,9 @@ class Gateway:
         }
         self.screens = Screens(ca=ca, sessions=sessions, pages=pages, identify=self.identify)
         self.metrics = metrics.GatewayMetrics()
-        self._header_cache: dict[Identity, list[tuple[str, str]]] = {}
+        self._resolved: dict[
+            tuple[Identity, str, str], tuple[Identity, list[tuple[str, str]], str]
+        ] = {}
         self._log_second = -1
         self._log_prefix = ""
 
@@ -88,6 +92,10 @@ class Gateway:
 
     async def identify(self, request: Request) -> Identity:
         """The verified caller of this request; raises :class:`Refused`."""
+        return (await self._verify(request))[0]
+
+    async def _verify(self, request: Request) -> tuple[Identity, list[tuple[str, str]]]:
+        """The verified caller and the identity headers it gets upstream."""
         der = request.connection.certificate_der
         if der is None:
             raise Refused(Refusal.MALFORMED)
@@ -113,18 +121,22 @@ class Gateway:
         except Refused as refused:
             self.metrics.refused(refused.refusal.name.lower())
             raise
-        request.log_fields.update(user_id=identity.user_id, serial=f"{identity.serial:x}")
-        return replace(identity, role=user.role, organization_id=user.organization_id)
-
-    def _identity_headers(self, identity: Identity) -> list[tuple[str, str]]:
-        """Built once per certificate and record, not per request."""
-        headers = self._header_cache.get(identity)
-        if headers is None:
-            if len(self._header_cache) > 10_000:
-                self._header_cache.clear()
-            headers = identity_headers(identity, self._xfcc_by, self._header_names)
-            self._header_cache[identity] = headers
-        return headers
+        key = (identity, user.role, user.organization_id)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            # Built once per certificate and record, not per request.
+            if len(self._resolved) > 10_000:
+                self._resolved.clear()
+            complete = replace(identity, role=user.role, organization_id=user.organization_id)
+            resolved = (
+                complete,
+                identity_headers(complete, self._xfcc_by, self._header_names),
+                f"{identity.serial:x}",
+            )
+            self._resolved[key] = resolved
+        request.log_fields["user_id"] = identity.user_id
+        request.log_fields["serial"] = resolved[2]
+        return resolved[0], resolved[1]
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -187,7 +199,7 @@ class Gateway:
                 401, "ログインしてください", "この操作には電子証明書によるログインが必要です。"
             )
         try:
-            identity = await self.identify(request)
+            identity, upstream_identity = await self._verify(request)
         except Refused as refused:
             heading, text = messages.refusal_message(refused.refusal)
             response = self._pages.error(
@@ -210,7 +222,7 @@ class Gateway:
         headers = forwarded_headers(
             request,
             strip=self._strip,
-            add=self._identity_headers(identity),
+            add=upstream_identity,
         )
         started = time.perf_counter()
         try:
@@ -239,7 +251,7 @@ class Gateway:
 
     def log_access(self, request: Request, status: int, sent: int, seconds: float) -> None:
         self.metrics.request(status, seconds)
-        if not access_log.isEnabledFor(logging.INFO):
+        if self._access_lines is None:
             return
         now = time.time()
         second = int(now)
@@ -261,4 +273,4 @@ class Gateway:
             "user_id": request.log_fields.get("user_id"),
             "serial": request.log_fields.get("serial"),
         }
-        access_log.info(json.dumps(entry, ensure_ascii=False))
+        self._access_lines(json.dumps(entry, ensure_ascii=False))

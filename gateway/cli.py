@@ -23,6 +23,7 @@ from ca_service.adapters.keystore import ClientCredential
 from ca_service.cli.common import configure_logging, fail
 from ca_service.client import aio_secure_channel
 from ca_service.workers import supervise
+from gateway.accesslog import BatchedLines
 from gateway.app import Gateway
 from gateway.ca_client import CaClient, CaUnavailable
 from gateway.config import GatewaySettings, configuration_reference, load_settings
@@ -88,6 +89,10 @@ async def serve(settings: GatewaySettings, *, reuse_port: bool = False) -> None:
             pool_size=settings.upstream_pool,
         )
     )
+    # The access log: JSON lines on stderr, unless the log level hides INFO.
+    access_lines = (
+        BatchedLines(sys.stderr) if logging.getLogger().isEnabledFor(logging.INFO) else None
+    )
     certificate, key, trust = settings.paths()
     tls = ReloadingServerContext(TlsFiles(certificate, key, trust))
     gateway = Gateway(
@@ -103,6 +108,7 @@ async def serve(settings: GatewaySettings, *, reuse_port: bool = False) -> None:
         header_names=settings.identity_header_names,
         xfcc_by=settings.xfcc_by,
         max_staleness=settings.max_staleness,
+        access_lines=access_lines,
     )
     server = HttpServer(
         gateway.handle, tls.listening, error_page=gateway.error_page, access_log=gateway.log_access
@@ -121,6 +127,8 @@ async def serve(settings: GatewaySettings, *, reuse_port: bool = False) -> None:
         await stop.wait()
     finally:
         await server.stop()
+        if access_lines is not None:
+            access_lines.flush()
         following.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await following
@@ -165,12 +173,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.log_level)
-        # The access log's lines are JSON with their own timestamp: nothing to format.
-        access = logging.getLogger("gateway.access")
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(handler)
-        access.propagate = False
         return _serve(settings, args.reuse_port)
     except (GatewayConfigurationError, CaUnavailable) as exc:
         fail("ca-gateway", str(exc))

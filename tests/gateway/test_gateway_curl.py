@@ -157,6 +157,15 @@ def test_login_needs_certificate_and_password_then_identity_reaches_upstream(
     status, _, body = client("/")
     assert status == 200 and f"ようこそ、{user['user_id']} さん" in body
     assert "curl0001 株式会社" in body
+    # The access log: one JSON line per request with user ID and serial, never a secret.
+    time.sleep(0.2)
+    log = gateway_stack.gateways[0].log()
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    echo = [e for e in entries if e["path"] == "/echo" and e["user_id"] == user["user_id"]]
+    assert echo and echo[-1]["status"] == 200 and echo[-1]["tls"] in ("TLSv1.2", "TLSv1.3")
+    assert echo[-1]["serial"] == format(x509.load_der_x509_certificate(der).serial_number, "x")
+    assert str(user["password"]) not in log and "Wrong-Pass1!" not in log
+    assert "__Host-gw_session=" not in log
     # Logout ends the session: the next request goes back to the login page.
     token = re.search(r'name="csrf" value="([^"]+)"', client("/login")[2])
     assert token
