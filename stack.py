@@ -175,6 +175,10 @@ def _start_portal(
         GATEWAY_TLS_KEY=str(tls / "key.pem"),
         GATEWAY_CLIENT_TRUST=str(tls / "client-trust.pem"),
         GATEWAY_CA_ADDRESS=env["CA_GRPC_ADDRESS"],
+        GATEWAY_CRL_URL=(
+            env.get("CA_PUBLIC_BASE_URL") or "http://" + env.get("CA_HTTP_ADDRESS", "")
+        )
+        + "/crl/issuing.crl",
         GATEWAY_CA_CREDENTIAL_DIR=str(data_dir / "credentials" / "gateway"),
         GATEWAY_UPSTREAM=f"http://127.0.0.1:{upstream_port}",
         GATEWAY_REDIS_URL=env["CA_REDIS_URL"],

@@ -178,6 +178,7 @@ class Gateway:
                 "seconds_since_confirmed": staleness,
                 "max_staleness_seconds": self._max_staleness,
                 "last_sequence": getattr(self._revocations, "last_sequence", None),
+                "source": getattr(self._revocations, "source", lambda: None)(),
             },
             "pid": os.getpid(),
         }

@@ -27,6 +27,7 @@ from gateway.accesslog import BatchedLines
 from gateway.app import Gateway
 from gateway.ca_client import CaClient, CaUnavailable
 from gateway.config import GatewaySettings, configuration_reference, load_settings
+from gateway.crl_fallback import CrlSource
 from gateway.errors import GatewayConfigurationError
 from gateway.proxy import Upstream, UpstreamPool
 from gateway.revocations import RevocationFollower
@@ -76,8 +77,12 @@ async def serve(settings: GatewaySettings, *, reuse_port: bool = False) -> None:
     ca = CaClient(ca_channel, user_cache_seconds=settings.user_cache_seconds)
     issuer_der = await _issuing_ca(ca)
     stop = asyncio.Event()
+    try:
+        crl = CrlSource(settings.crl_url, issuer_der) if settings.crl_url else None
+    except ValueError as exc:
+        raise GatewayConfigurationError(f"GATEWAY_CRL_URL: {exc}") from None
     follower = RevocationFollower(
-        channel, max_staleness=settings.max_staleness, on_revocation=ca.forget_user
+        channel, max_staleness=settings.max_staleness, on_revocation=ca.forget_user, crl=crl
     )
     following = asyncio.create_task(follower.run(stop))
     redis = Redis.from_url(settings.redis_url)

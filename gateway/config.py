@@ -80,6 +80,12 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Name to check in the CA's gRPC server certificate, when not the address's host.",
     ),
+    Setting(
+        "crl_url",
+        "",
+        "The CA's full CRL (http://…/crl/issuing.crl), polled while the revocation stream is "
+        "down; empty: no fallback.",
+    ),
     Setting("upstream", "http://127.0.0.1:8081", "The protected application (http://HOST:PORT)."),
     Setting(
         "upstream_connect_timeout", "5", "Seconds to connect to the upstream.", _positive_float
@@ -133,6 +139,7 @@ class GatewaySettings:
     ca_address: str
     ca_credential_dir: str
     ca_server_name: str
+    crl_url: str
     upstream: str
     upstream_connect_timeout: float
     upstream_timeout: float

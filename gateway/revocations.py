@@ -1,11 +1,12 @@
 """The gateway's view of revoked serials, kept current from the CA's WatchRevocations stream
-(SPEC E2): catch-up by sequence after every reconnect, so nothing is missed; fail-closed when
-the view cannot be proved fresh (no message — revocation or heartbeat — for longer than
-``max_staleness``)."""
+(SPEC E2): catch-up by sequence after every reconnect, so nothing is missed; the CA's CRL as
+the fallback while the stream is down (``gateway.crl_fallback``); fail-closed when neither
+has proved the view fresh for longer than ``max_staleness``."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import grpc
 
 from ca_service.api import pb
 from ca_service.client import stub
+from gateway.crl_fallback import CrlSource
 
 __all__ = ["RevocationFollower"]
 
@@ -30,12 +32,17 @@ class RevocationFollower:
         max_staleness: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
         on_revocation: Callable[[str], None] | None = None,
+        crl: CrlSource | None = None,
+        crl_interval: float = 1.0,
     ) -> None:
         self._channel_factory = channel_factory
         self._max_staleness = max_staleness
         self._monotonic = monotonic
         # Told the user ID of each revocation (the identity cache drops that user's record).
         self._on_revocation = on_revocation
+        self._crl = crl
+        self._crl_interval = crl_interval
+        self._crl_heard: float | None = None
         self._revoked: set[int] = set()
         self.last_sequence = 0
         self._last_heard: float | None = None
@@ -47,14 +54,24 @@ class RevocationFollower:
         return serial in self._revoked
 
     def is_fresh(self) -> bool:
-        return (
-            self._last_heard is not None
-            and self._monotonic() - self._last_heard <= self._max_staleness
-        )
+        staleness = self.staleness()
+        return staleness is not None and staleness <= self._max_staleness
 
     def staleness(self) -> float | None:
-        """Seconds since the CA last proved the view current (for the health endpoint)."""
-        return None if self._last_heard is None else self._monotonic() - self._last_heard
+        """Seconds since the CA last proved the view current, by the stream or the CRL (for
+        the health endpoint)."""
+        heard = [t for t in (self._last_heard, self._crl_heard) if t is not None]
+        return None if not heard else self._monotonic() - max(heard)
+
+    def source(self) -> str | None:
+        """Which source proved the view current last: "stream" or "crl"."""
+        if self._last_heard is None and self._crl_heard is None:
+            return None
+        if self._crl_heard is not None and (
+            self._last_heard is None or self._crl_heard > self._last_heard
+        ):
+            return "crl"
+        return "stream"
 
     # -- following the stream ------------------------------------------------------------
 
@@ -79,8 +96,32 @@ class RevocationFollower:
             async for message in stream:
                 self._apply(message)
 
+    async def _poll_crl(self, stop: asyncio.Event) -> None:
+        """While the stream has not proved the view for a poll interval, reads the CRL."""
+        assert self._crl is not None
+        while not stop.is_set():
+            heard = self._last_heard
+            if heard is None or self._monotonic() - heard > self._crl_interval:
+                fetched = await self._crl.fetch()
+                if fetched is not None:
+                    if fetched.serials is not None:
+                        self._revoked |= fetched.serials
+                    self._crl_heard = self._monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._crl_interval)
+
     async def run(self, stop: asyncio.Event, retry_delay: float = 0.5) -> None:
         """Follows until ``stop``, reconnecting after any failure."""
+        polling = asyncio.ensure_future(self._poll_crl(stop)) if self._crl else None
+        try:
+            await self._follow(stop, retry_delay)
+        finally:
+            if polling is not None:
+                polling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await polling
+
+    async def _follow(self, stop: asyncio.Event, retry_delay: float) -> None:
         while not stop.is_set():
             task = asyncio.ensure_future(self.follow_once())
             stopped = asyncio.ensure_future(stop.wait())

@@ -92,6 +92,7 @@ class GatewayStack:
             GATEWAY_TLS_KEY=str(self.tls_dir / "key.pem"),
             GATEWAY_CLIENT_TRUST=str(self.tls_dir / "client-trust.pem"),
             GATEWAY_CA_ADDRESS=self.ca.servers[0].address,
+            GATEWAY_CRL_URL=self.ca.servers[0].http + "/crl/issuing.crl",
             GATEWAY_CA_CREDENTIAL_DIR=str(self.ca.data_dir / "credentials" / "gw"),
             GATEWAY_UPSTREAM=f"http://127.0.0.1:{self.upstream.port}",
             GATEWAY_REDIS_URL=self.ca.redis_url,

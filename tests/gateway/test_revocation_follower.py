@@ -83,3 +83,138 @@ def test_follower_sees_revocations_fails_closed_and_catches_up(
     finally:
         first.kill()
         second.stop()
+
+
+def test_the_crl_keeps_the_view_current_while_the_stream_is_down(
+    tmp_path: Path, redis_server: str
+) -> None:
+    from cryptography import x509 as x509_
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from gateway.crl_fallback import CrlSource
+
+    data_dir = tmp_path / "ca"
+    extra = {"CA_REDIS_URL": redis_server, "CA_REDIS_PREFIX": "crlfb:"}
+    files = init_ca(data_dir, **extra)
+    env = ca_env(data_dir, **extra)
+    credential = files.client_credential("gateway")  # made by ca-service init
+    streaming = CaProcess(data_dir, env, tmp_path / "a.log").start()
+    publishing = CaProcess(data_dir, env, tmp_path / "b.log").start()
+    serials = [_issue(streaming) for _ in range(2)]
+    issuer_der = x509_.load_pem_x509_certificate(
+        files.path("issuing", "ca.pem").read_bytes()
+    ).public_bytes(Encoding.DER)
+
+    def channel() -> grpc.aio.Channel:
+        return aio_secure_channel(streaming.address, credential)
+
+    async def scenario() -> None:
+        crl = CrlSource(publishing.http + "/crl/issuing.crl", issuer_der)
+        follower = RevocationFollower(channel, max_staleness=2.0, crl=crl, crl_interval=0.3)
+        stop = asyncio.Event()
+        task = asyncio.create_task(follower.run(stop, retry_delay=0.2))
+        await asyncio.wait_for(follower.connected.wait(), 10)
+        assert follower.source() == "stream"
+
+        streaming.kill()  # the stream is gone; the CA's HTTP side (another process) is not
+        await asyncio.sleep(3.0)
+        assert follower.is_fresh() and follower.source() == "crl"
+        started = time.monotonic()
+        await asyncio.to_thread(_revoke, publishing, serials[0])
+        while not follower.is_revoked(serials[0]):
+            # The CA republishes about a second after a revocation; polled every 0.3 s.
+            assert time.monotonic() - started < 5.0, "the CRL fallback missed a revocation"
+            await asyncio.sleep(0.05)
+        assert not follower.is_revoked(serials[1])
+
+        publishing.stop()  # neither source now: fail closed after max_staleness
+        await asyncio.sleep(2.5)
+        assert not follower.is_fresh()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        streaming.kill()
+        publishing.stop()
+
+
+def _self_signed(name: str) -> tuple[object, object]:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509 as x509_
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509_.Name([x509_.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509_.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509_.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def _crl(certificate: object, key: object, serials: list[int], next_update_days: float) -> bytes:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509 as x509_
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    now = datetime.now(UTC)
+    builder = (
+        x509_.CertificateRevocationListBuilder()
+        .issuer_name(certificate.subject)  # type: ignore[attr-defined]
+        .last_update(now - timedelta(days=2))
+        .next_update(now + timedelta(days=next_update_days))
+    )
+    for serial in serials:
+        builder = builder.add_revoked_certificate(
+            x509_.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)  # type: ignore[arg-type]
+
+
+async def test_only_a_verified_current_crl_is_used(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from gateway.crl_fallback import CrlSource
+
+    ours, our_key = _self_signed("Issuing")
+    theirs, their_key = _self_signed("Issuing")  # same name, another key
+    served = {"body": b"not a CRL"}
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = served["body"]
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    our_der = ours.public_bytes(Encoding.DER)  # type: ignore[attr-defined]
+    source = CrlSource(f"http://127.0.0.1:{port}/crl", our_der, timeout=2)
+    try:
+        assert await source.fetch() is None  # garbage
+        served["body"] = _crl(theirs, their_key, [7], 7)
+        assert await source.fetch() is None  # signed by another key
+        served["body"] = _crl(ours, our_key, [7], -1)
+        assert await source.fetch() is None  # past nextUpdate
+        served["body"] = _crl(ours, our_key, [7, 9], 7)
+        fetched = await source.fetch()
+        assert fetched is not None and fetched.serials == frozenset({7, 9})
+        assert await CrlSource("http://127.0.0.1:1/crl", our_der).fetch() is None  # refused
+    finally:
+        server.close()
+        await server.wait_closed()
