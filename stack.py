@@ -152,8 +152,10 @@ def _start_portal(
     tls = data_dir / "tls" / "gateway"
     if not tls.exists():
         subprocess.run(
-            [str(BIN / "ca-service"), "server-cert", "--name", "gateway"]
-            + ["--dns", "localhost", "--ip", "127.0.0.1"],
+            [
+                str(BIN / "ca-service"),
+                *("server-cert", "--name", "gateway", "--dns", "localhost", "--ip", "127.0.0.1"),
+            ],
             env=env,
             check=True,
             stdout=subprocess.DEVNULL,

@@ -60,14 +60,14 @@ class Setting:
         return "CA_" + self.name.upper()
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
         raise ValueError("must be a positive integer")
     return number
 
 
-def _flag(value: str) -> bool:
+def flag(value: str) -> bool:
     if value.lower() in ("1", "true", "yes", "on"):
         return True
     if value.lower() in ("0", "false", "no", "off"):
@@ -101,7 +101,7 @@ SETTINGS: tuple[Setting, ...] = (
         "1",
         "Server processes sharing the gRPC port (SO_REUSEPORT); more than 1 needs an "
         "explicit port.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "database_commit_delay_ms",
@@ -110,9 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
         "one commit (group commit); 0 commits at once.",
         _non_negative_int,
     ),
-    Setting(
-        "database_readers", "4", "Reader threads (and connections) per process.", _positive_int
-    ),
+    Setting("database_readers", "4", "Reader threads (and connections) per process.", positive_int),
     Setting(
         "grpc_address",
         "127.0.0.1:50051",
@@ -161,22 +159,22 @@ SETTINGS: tuple[Setting, ...] = (
         "certificates and OCSP (the public URLs above must lead here).",
     ),
     Setting(
-        "crl_validity_hours", "24", "nextUpdate of a full CRL, from its thisUpdate.", _positive_int
+        "crl_validity_hours", "24", "nextUpdate of a full CRL, from its thisUpdate.", positive_int
     ),
-    Setting("crl_delta_validity_minutes", "60", "nextUpdate of a delta CRL.", _positive_int),
+    Setting("crl_delta_validity_minutes", "60", "nextUpdate of a delta CRL.", positive_int),
     Setting(
         "crl_interval_minutes",
         "30",
         "CRLs are rebuilt at least this often (and shortly "
         "after every revocation); must be shorter than the delta validity.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "ocsp_validity_minutes",
         "60",
         "nextUpdate of an OCSP response; cached responses "
         "are re-signed when half of it has passed, and at once on revocation.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "ca_issuers_url",
@@ -200,7 +198,7 @@ SETTINGS: tuple[Setting, ...] = (
         "pkcs12_kdf_rounds",
         "100000",
         "PBKDF2-SHA256 iterations protecting PKCS#12 files.",
-        _positive_int,
+        positive_int,
     ),
     Setting("log_level", "INFO", "Python logging level."),
     Setting(
@@ -219,7 +217,7 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting("smtp_host", "127.0.0.1", "SMTP server the mail worker delivers to."),
-    Setting("smtp_port", "25", "SMTP port.", _positive_int),
+    Setting("smtp_port", "25", "SMTP port.", positive_int),
     Setting("smtp_security", "none", "`none`, `starttls` or `tls` (implicit TLS)."),
     Setting("smtp_username", None, "SMTP user name, if the server wants one."),
     Setting("smtp_password", None, "SMTP password; or give `CA_SMTP_PASSWORD_FILE`.", secret=True),
@@ -229,42 +227,42 @@ SETTINGS: tuple[Setting, ...] = (
         "1",
         "`1`: this process also delivers queued mail and queues "
         "the renewal/expiry notices; `0`: it only queues.",
-        _flag,
+        flag,
     ),
     Setting(
-        "mail_poll_seconds", "2", "How often the mail worker looks for due mail.", _positive_int
+        "mail_poll_seconds", "2", "How often the mail worker looks for due mail.", positive_int
     ),
     Setting(
         "notice_interval_seconds",
         "300",
         "How often renewal and expiry notices are looked for (SPEC C3).",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "password_hash_memory_kib",
         "19456",
         "Argon2id memory per password hash "
         "(KiB); raising it re-hashes passwords at their next successful use.",
-        _positive_int,
+        positive_int,
     ),
-    Setting("password_hash_time_cost", "2", "Argon2id passes per password hash.", _positive_int),
+    Setting("password_hash_time_cost", "2", "Argon2id passes per password hash.", positive_int),
     Setting(
         "initial_password_days",
         "14",
         "Days an operator-issued initial password stays valid.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "lock_seconds",
         "3600",
         "SPEC B3's 60-minute lock; change only for tests with real short durations.",
-        _positive_int,
+        positive_int,
     ),
     Setting(
         "code_ttl_seconds",
         "1800",
         "SPEC B2's 30-minute code validity; change only for tests with real short durations.",
-        _positive_int,
+        positive_int,
     ),
 )
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import grpc
 from redis.asyncio import Redis
 
-from ca_service.adapters.keystore import ClientCredential
+from ca_service.adapters.keystore import CaFiles, ClientCredential
 from ca_service.cli.common import configure_logging, fail
 from ca_service.client import aio_secure_channel
+from ca_service.errors import ConfigurationError
 from ca_service.workers import supervise
 from gateway.accesslog import BatchedLines
 from gateway.app import Gateway
@@ -42,17 +43,10 @@ log = logging.getLogger("ca-gateway")
 
 
 def _credential(directory: str) -> ClientCredential:
-    base = Path(directory)
     try:
-        return ClientCredential(
-            certificate_pem=(base / "cert.pem").read_bytes(),
-            key_pem=(base / "key.pem").read_bytes(),
-            trust_pem=(base / "ca.pem").read_bytes(),
-        )
-    except OSError as exc:
-        raise GatewayConfigurationError(
-            f"cannot read the gateway's gRPC credential in {base}: {exc.strerror}"
-        ) from None
+        return CaFiles(Path(directory)).client_credential(directory=Path(directory))
+    except ConfigurationError as exc:
+        raise GatewayConfigurationError(str(exc)) from None
 
 
 async def _issuing_ca(ca: CaClient, wait: float = 30.0) -> bytes:

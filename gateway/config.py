@@ -10,16 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ca_service.config import flag, positive_int
 from gateway.errors import GatewayConfigurationError
 
 __all__ = ["SETTINGS", "GatewaySettings", "configuration_reference", "load_settings"]
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be a positive integer")
-    return number
 
 
 def _positive_float(value: str) -> float:
@@ -27,14 +21,6 @@ def _positive_float(value: str) -> float:
     if number <= 0:
         raise ValueError("must be a positive number")
     return number
-
-
-def _flag(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be 1 or 0")
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -58,7 +44,7 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("listen", "127.0.0.1:8443", "HTTPS address (HOST:PORT) browsers connect to.", _address),
-    Setting("workers", "1", "Worker processes sharing the port (SO_REUSEPORT).", _positive_int),
+    Setting("workers", "1", "Worker processes sharing the port (SO_REUSEPORT).", positive_int),
     Setting(
         "tls_cert", None, "Server certificate chain (PEM), e.g. from `ca-service server-cert`."
     ),
@@ -96,15 +82,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds the upstream may take to start its answer (504 after that).",
         _positive_float,
     ),
-    Setting("upstream_pool", "64", "Idle keep-alive connections kept per worker.", _positive_int),
+    Setting("upstream_pool", "64", "Idle keep-alive connections kept per worker.", positive_int),
     Setting("redis_url", "redis://127.0.0.1:6379/0", "Redis for sessions (shared by workers)."),
-    Setting("session_idle", "1800", "Seconds of inactivity that end a session.", _positive_int),
-    Setting("session_absolute", "43200", "Seconds after which a session ends.", _positive_int),
+    Setting("session_idle", "1800", "Seconds of inactivity that end a session.", positive_int),
+    Setting("session_absolute", "43200", "Seconds after which a session ends.", positive_int),
     Setting(
         "require_login",
         "1",
         "1: protected routes need the certificate and a password login; 0: certificate only.",
-        _flag,
+        flag,
     ),
     Setting(
         "max_staleness",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.smtp_sink import SmtpSink
 from tests.support import CaProcess, ca_env, init_ca, throwaway_redis
 
 POSTGRES_URL = os.environ.get("CA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -84,3 +85,14 @@ def redis_url(redis_server: str) -> str:
     with redis.Redis.from_url(redis_server) as client:
         client.flushdb()
     return redis_server
+
+
+# -- SMTP (tests/integration, tests/gateway) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpSink]:
+    """An aiosmtpd server capturing the CA's mail, per test module."""
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()

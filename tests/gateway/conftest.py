@@ -11,13 +11,6 @@ from tests.smtp_sink import SmtpSink
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture(scope="module")
 def gateway_stack(
     tmp_path_factory: pytest.TempPathFactory, redis_server: str, smtp: SmtpSink
 ) -> Iterator[GatewayStack]:

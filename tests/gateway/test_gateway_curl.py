@@ -56,24 +56,26 @@ class Client:
             headers[name.strip().lower()] = value.strip()
         return int(lines[0].split()[1]), headers, body
 
-    def csrf(self, path: str) -> str:
-        status, _, body = self(path)
+    def csrf(self, path: str, url: str | None = None) -> str:
+        status, _, body = self(path, url=url)
         assert status == 200, body
         match = re.search(r'name="csrf" value="([^"]+)"', body)
         assert match, body
         return match.group(1)
 
-    def login(self, user_id: str, password: str) -> tuple[int, dict[str, str], str]:
-        token = self.csrf("/login/password")
-        return self(
-            "/login/password",
-            "--data-urlencode",
-            f"csrf={token}",
-            "--data-urlencode",
-            f"user_id={user_id}",
-            "--data-urlencode",
-            f"password={password}",
-        )
+    def login(
+        self, user_id: str, password: str, *, url: str | None = None, next_path: str = ""
+    ) -> tuple[int, dict[str, str], str]:
+        token = self.csrf("/login/password", url)
+        fields = {"csrf": token, "user_id": user_id, "password": password}
+        if next_path:
+            fields["next"] = next_path
+        args = [
+            part
+            for name, value in fields.items()
+            for part in ("--data-urlencode", f"{name}={value}")
+        ]
+        return self("/login/password", *args, url=url)
 
 
 @pytest.fixture(scope="module")
@@ -421,27 +423,10 @@ def test_slow_upstream_is_a_504_and_a_dead_one_a_502(
     status, _, body = client("/login", url=f"https://localhost:{dead.port}")
     assert status == 200  # the screens do not need the upstream
     dead_client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
-    status, _, body = gateway_stack_login_then(dead_client, user, f"https://localhost:{dead.port}")
+    dead_url = f"https://localhost:{dead.port}"
+    dead_client.login(str(user["user_id"]), str(user["password"]), url=dead_url)
+    status, _, body = dead_client("/echo", url=dead_url)
     assert status == 502 and "接続できません" in body
-
-
-def gateway_stack_login_then(
-    client: Client, user: dict[str, object], url: str
-) -> tuple[int, dict[str, str], str]:
-    body = client("/login/password", url=url)[2]
-    token = re.search(r'name="csrf" value="([^"]+)"', body)
-    assert token, body
-    client(
-        "/login/password",
-        "--data-urlencode",
-        f"csrf={token.group(1)}",
-        "--data-urlencode",
-        f"user_id={user['user_id']}",
-        "--data-urlencode",
-        f"password={user['password']}",
-        url=url,
-    )
-    return client("/echo", url=url)
 
 
 def test_a_revocation_reaches_every_worker_process_within_a_second(
@@ -533,17 +518,7 @@ def test_login_returns_to_the_page_asked_for_but_never_off_site(
     status, _, body = client(headers["location"])
     assert 'name="next" value="/echo?x=1"' in body
     for target, expected in (("//evil.example/", "/"), ("/echo?x=1", "/echo?x=1")):
-        token = re.search(r'name="csrf" value="([^"]+)"', client("/login/password")[2])
-        assert token
-        status, headers, _ = client(
-            "/login/password",
-            "--data-urlencode",
-            f"csrf={token.group(1)}",
-            "--data-urlencode",
-            f"user_id={user['user_id']}",
-            "--data-urlencode",
-            f"password={user['password']}",
-            "--data-urlencode",
-            f"next={target}",
+        status, headers, _ = client.login(
+            str(user["user_id"]), str(user["password"]), next_path=target
         )
         assert status == 303 and headers["location"] == expected

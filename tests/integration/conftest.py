@@ -12,13 +12,6 @@ from tests.stack_support import Stack, start_stack
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, redis_server: str, smtp: SmtpSink
 ) -> Iterator[Stack]:
