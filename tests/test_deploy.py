@@ -1,0 +1,51 @@
+"""deploy/: the env files name only settings the programs know; the units run the console
+scripts the project installs and read those env files."""
+
+from __future__ import annotations
+
+import configparser
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from ca_service.config import SETTINGS as CA_SETTINGS
+from gateway.config import SETTINGS as GATEWAY_SETTINGS
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+SCRIPTS = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def _variables(path: Path) -> dict[str, str]:
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            found[name.strip()] = value
+    return found
+
+
+@pytest.mark.parametrize(
+    ("env_file", "settings"),
+    [("ca-service.env", CA_SETTINGS), ("ca-gateway.env", GATEWAY_SETTINGS)],
+)
+def test_env_files_name_known_settings(env_file: str, settings: tuple[object, ...]) -> None:
+    known = {s.env for s in settings}  # type: ignore[attr-defined]
+    # Secrets may come as FILE variants (CA_X_FILE).
+    known |= {s.env + "_FILE" for s in settings if getattr(s, "secret", False)}  # type: ignore[attr-defined]
+    variables = _variables(DEPLOY / env_file)
+    assert variables and set(variables) <= known, set(variables) - known
+    for name, value in variables.items():
+        assert not (name.endswith(("PASSWORD", "PASSPHRASE")) and value), f"{name} in clear"
+
+
+@pytest.mark.parametrize("unit", ["ca-service.service", "ca-gateway.service"])
+def test_units_run_installed_scripts_with_their_env_file(unit: str) -> None:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment, method-assign]
+    parser.read(DEPLOY / unit)
+    service = parser["Service"]
+    program = Path(service["ExecStart"].split()[0]).name
+    assert program in SCRIPTS
+    assert (DEPLOY / Path(service["EnvironmentFile"]).name).exists()
+    assert service["NoNewPrivileges"] == "yes"
