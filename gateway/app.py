@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Protocol
 from urllib.parse import quote
 
 from gateway import metrics
@@ -47,13 +48,23 @@ log = logging.getLogger(__name__)
 _LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
+class FollowedRevocations(RevocationView, Protocol):
+    """A revocation view that can say how current it is (for the health endpoint)."""
+
+    last_sequence: int
+
+    def staleness(self) -> float | None: ...
+
+    def source(self) -> str | None: ...
+
+
 class Gateway:
     def __init__(
         self,
         *,
         ca: CaClient,
         issuer_der: bytes,
-        revocations: RevocationView,
+        revocations: FollowedRevocations,
         sessions: SessionStore,
         upstream: UpstreamPool,
         pages: Pages,
@@ -170,15 +181,15 @@ class Gateway:
 
     def health(self) -> Response:
         fresh = self._revocations.is_fresh()
-        staleness = getattr(self._revocations, "staleness", lambda: None)()
+        staleness = self._revocations.staleness()
         body = {
             "status": "ok" if fresh else "stale",
             "revocations": {
                 "fresh": fresh,
                 "seconds_since_confirmed": staleness,
                 "max_staleness_seconds": self._max_staleness,
-                "last_sequence": getattr(self._revocations, "last_sequence", None),
-                "source": getattr(self._revocations, "source", lambda: None)(),
+                "last_sequence": self._revocations.last_sequence,
+                "source": self._revocations.source(),
             },
             "pid": os.getpid(),
         }
