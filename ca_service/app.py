@@ -181,6 +181,7 @@ async def start(
         delivery = _mail_delivery(settings, database, clock) if settings.mail_worker else None
         accounts = SqlAccountStore(database, delivery.wake if delivery else None)
         code_key = settings.code_key.reveal().encode() if settings.code_key else files.code_key()
+        feed = RevocationFeed(redis, f"{settings.redis_prefix}revocations")
         enrollment = EnrollmentService(
             accounts=accounts,
             certificates=issuance_store,
@@ -191,6 +192,7 @@ async def start(
             clock=clock,
             code_key=code_key,
             times=EnrollmentTimes(code_ttl=timedelta(seconds=settings.code_ttl_seconds)),
+            user_changed=feed.publish_user_change,
         )
         account_service = AccountService(
             accounts=accounts,
@@ -198,8 +200,8 @@ async def start(
             passwords=passwords,
             clock=clock,
             initial_password_ttl=timedelta(days=settings.initial_password_days),
+            user_changed=feed.publish_user_change,
         )
-        feed = RevocationFeed(redis, f"{settings.redis_prefix}revocations")
         revocation = RevocationService(store=SqlRevocationStore(database), feed=feed, clock=clock)
         servicer = CertificateAuthorityServicer(
             issuance,

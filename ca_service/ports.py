@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -19,6 +19,7 @@ __all__ = [
     "CodeStore",
     "LockoutChange",
     "LockoutStore",
+    "UserChanged",
 ]
 
 
@@ -96,3 +97,8 @@ class CodeStore(Protocol):
 
     async def take_ticket(self, ticket_key: str, now: datetime) -> str | None:
         """The user ID of an unexpired ticket, which is consumed; None otherwise."""
+
+
+# Announces that a user's lock state or record changed (lock, block, unlock, reset), so that
+# gateways following the revocation stream drop their cached copy.
+UserChanged = Callable[[str], Awaitable[None]]

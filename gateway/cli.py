@@ -76,7 +76,7 @@ async def serve(settings: GatewaySettings, *, reuse_port: bool = False) -> None:
     except ValueError as exc:
         raise GatewayConfigurationError(f"GATEWAY_CRL_URL: {exc}") from None
     follower = RevocationFollower(
-        channel, max_staleness=settings.max_staleness, on_revocation=ca.forget_user, crl=crl
+        channel, max_staleness=settings.max_staleness, forget_user=ca.forget_user, crl=crl
     )
     following = asyncio.create_task(follower.run(stop))
     redis = Redis.from_url(settings.redis_url)

@@ -31,15 +31,16 @@ class RevocationFollower:
         *,
         max_staleness: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
-        on_revocation: Callable[[str], None] | None = None,
+        forget_user: Callable[[str], None] | None = None,
         crl: CrlSource | None = None,
         crl_interval: float = 1.0,
     ) -> None:
         self._channel_factory = channel_factory
         self._max_staleness = max_staleness
         self._monotonic = monotonic
-        # Told the user ID of each revocation (the identity cache drops that user's record).
-        self._on_revocation = on_revocation
+        # Told the user ID of each revocation and of each user whose lock state changed:
+        # the identity cache drops that user's record.
+        self._forget_user = forget_user
         self._crl = crl
         self._crl_interval = crl_interval
         self._crl_heard: float | None = None
@@ -78,9 +79,12 @@ class RevocationFollower:
     def _apply(self, message: pb.WatchRevocationsResponse) -> None:
         for revocation in message.revocations:
             self._revoked.add(int(revocation.serial_number, 16))
-            if self._on_revocation is not None and revocation.user_id:
-                self._on_revocation(revocation.user_id)
+            if self._forget_user is not None and revocation.user_id:
+                self._forget_user(revocation.user_id)
             self.last_sequence = max(self.last_sequence, revocation.sequence)
+        if self._forget_user is not None:
+            for user_id in message.changed_user_ids:
+                self._forget_user(user_id)
         if self.last_sequence >= message.latest_sequence:
             # Only a message that brings us up to the server's latest sequence proves freshness;
             # a catch-up page in the middle of a backlog does not.

@@ -36,7 +36,7 @@ from ca_service.errors import (
     NotFound,
     PermissionDenied,
 )
-from ca_service.ports import Clock, LockoutStore
+from ca_service.ports import Clock, LockoutStore, UserChanged
 
 __all__ = ["AccountService", "NewSecret", "UserView"]
 
@@ -74,12 +74,19 @@ class AccountService:
         passwords: Argon2Passwords,
         clock: Clock,
         initial_password_ttl: timedelta = timedelta(days=14),
+        user_changed: UserChanged | None = None,
     ) -> None:
         self._accounts = accounts
         self._lockouts = lockouts
         self._passwords = passwords
         self._clock = clock
         self._initial_ttl = initial_password_ttl
+        self._user_changed = user_changed
+
+    async def _announce(self, user_id: str) -> None:
+        """Tells gateways that this user's record changed (they drop their cached copy)."""
+        if self._user_changed is not None:
+            await self._user_changed(user_id)
 
     async def _hash(self, password: str) -> str:
         return await asyncio.to_thread(self._passwords.hash, password)
@@ -186,6 +193,7 @@ class AccountService:
         if initial.reset_user_id is not None:
             # A reset also clears a lock or block: the operator vouched for the person.
             await self._lockouts.record(user_id, Event.UNLOCK, now)
+            await self._announce(user_id)
         registered = await self._accounts.account(user_id)
         assert registered is not None
         return registered
@@ -274,6 +282,7 @@ class AccountService:
         actor_name = actor.user_id if actor else OPERATOR
         audit = AuditEntry(now, actor_name, "unlock", user_id, {"was": was})
         await self._accounts.set_blocked(user_id, None, now, [audit], mail)
+        await self._announce(user_id)
         return await self.user(acting_user_id=acting_user_id, user_id=user_id)
 
     async def reset_password(self, *, acting_user_id: str, user_id: str) -> NewSecret:

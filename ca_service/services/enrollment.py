@@ -33,7 +33,14 @@ from ca_service.errors import (
     InvalidCredentials,
     Locked,
 )
-from ca_service.ports import CertificateStore, Clock, CodeOutcome, CodeStore, LockoutStore
+from ca_service.ports import (
+    CertificateStore,
+    Clock,
+    CodeOutcome,
+    CodeStore,
+    LockoutStore,
+    UserChanged,
+)
 from ca_service.services.accounts import UserView
 from ca_service.services.issuance import IssuanceService, IssuedKeyPair
 
@@ -111,6 +118,7 @@ class EnrollmentService:
         clock: Clock,
         code_key: bytes,
         times: EnrollmentTimes = EnrollmentTimes(),
+        user_changed: UserChanged | None = None,
     ) -> None:
         self._accounts = accounts
         self._certificates = certificates
@@ -121,6 +129,7 @@ class EnrollmentService:
         self._clock = clock
         self._code_key = code_key
         self._times = times
+        self._user_changed = user_changed
 
     # -- step 1: user ID and password ---------------------------------------------------
 
@@ -165,6 +174,8 @@ class EnrollmentService:
         if after.locks == before.locks:
             return
         account = await self._accounts.account(user_id)
+        if self._user_changed is not None:
+            await self._user_changed(user_id)  # gateways drop their cached record now
         action = "block" if after.blocked else "lock"
         audit = AuditEntry(
             now,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,16 +31,23 @@ class WatchBatch:
     revocations: list[RevocationRecord]
     latest_sequence: int
     as_of: datetime
+    # Users whose lock state changed meanwhile (gateways drop their cached records).
+    changed_users: tuple[str, ...] = ()
+
+
+_USER_CHANGE = "user:"
 
 
 class RevocationFeed:
-    """Wakes watchers when a revocation may have happened anywhere."""
+    """Wakes watchers when a revocation may have happened anywhere, and tells them which
+    users' lock state changed (messages ``user:<ID>`` on the same channel)."""
 
     def __init__(self, redis: Redis | None, channel: str) -> None:
         self._redis = redis
         self._channel = channel
         self._changed = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
+        self._user_watchers: list[set[str]] = []
 
     def start(self) -> None:
         if self._redis is not None and self._listener is None:
@@ -60,7 +67,12 @@ class RevocationFeed:
                     await pubsub.subscribe(self._channel)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self.poke()
+                            data = message.get("data")
+                            text = data.decode() if isinstance(data, bytes) else str(data)
+                            if text.startswith(_USER_CHANGE):
+                                self._deliver(text.removeprefix(_USER_CHANGE))
+                            else:
+                                self.poke()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -80,6 +92,29 @@ class RevocationFeed:
                 await self._redis.publish(self._channel, str(sequence))
             except Exception as exc:
                 log.warning("cannot publish revocation %d: %s", sequence, type(exc).__name__)
+
+    def _deliver(self, user_id: str) -> None:
+        for changed in self._user_watchers:
+            changed.add(user_id)
+        self.poke()
+
+    async def publish_user_change(self, user_id: str) -> None:
+        self._deliver(user_id)
+        if self._redis is not None:
+            try:
+                await self._redis.publish(self._channel, _USER_CHANGE + user_id)
+            except Exception as exc:
+                log.warning("cannot publish a user change: %s", type(exc).__name__)
+
+    @contextlib.contextmanager
+    def user_changes(self) -> Iterator[set[str]]:
+        """A set that collects the user IDs changed while the block runs."""
+        changed: set[str] = set()
+        self._user_watchers.append(changed)
+        try:
+            yield changed
+        finally:
+            self._user_watchers.remove(changed)
 
     async def wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -160,15 +195,18 @@ class RevocationService:
         last = since_sequence
         loop = asyncio.get_running_loop()
         last_sent = float("-inf")
-        while True:
-            batch = await self._store.since(last)
-            now_monotonic = loop.time()
-            if batch:
-                last = batch[-1].sequence
-            if batch or now_monotonic - last_sent >= self._heartbeat_interval:
-                latest = max(last, await self._store.latest_sequence())
-                yield WatchBatch(batch, latest, self._clock.now())
-                last_sent = now_monotonic
-            if len(batch) >= 1000:
-                continue  # catching up: no waiting between pages
-            await self._feed.wait(min(self._poll_interval, self._heartbeat_interval))
+        with self._feed.user_changes() as changed:
+            while True:
+                batch = await self._store.since(last)
+                now_monotonic = loop.time()
+                if batch:
+                    last = batch[-1].sequence
+                users = tuple(sorted(changed))
+                changed.clear()
+                if batch or users or now_monotonic - last_sent >= self._heartbeat_interval:
+                    latest = max(last, await self._store.latest_sequence())
+                    yield WatchBatch(batch, latest, self._clock.now(), users)
+                    last_sent = now_monotonic
+                if len(batch) >= 1000:
+                    continue  # catching up: no waiting between pages
+                await self._feed.wait(min(self._poll_interval, self._heartbeat_interval))

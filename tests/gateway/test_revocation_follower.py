@@ -5,6 +5,7 @@ reconnect to another process the catch-up by sequence misses nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from ca_service.adapters.keystore import CaFiles
 from ca_service.api import pb
 from ca_service.client import aio_secure_channel, secure_channel, stub
 from gateway.revocations import RevocationFollower
+from tests.smtp_sink import SmtpSink
+from tests.stack_support import new_org, start_stack
 from tests.support import CaProcess, ca_env, init_ca, make_csr, run, tool
 
 
@@ -51,7 +54,7 @@ def test_follower_sees_revocations_fails_closed_and_catches_up(
 
     async def scenario() -> None:
         told: list[str] = []
-        follower = RevocationFollower(channel, max_staleness=1.5, on_revocation=told.append)
+        follower = RevocationFollower(channel, max_staleness=1.5, forget_user=told.append)
         stop = asyncio.Event()
         task = asyncio.create_task(follower.run(stop, retry_delay=0.2))
         await asyncio.wait_for(follower.connected.wait(), 10)
@@ -218,3 +221,52 @@ async def test_only_a_verified_current_crl_is_used(tmp_path: Path) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_lock_and_unlock_reach_the_follower_through_the_stream(
+    tmp_path: Path, redis_server: str, smtp: SmtpSink
+) -> None:
+    stack = start_stack(tmp_path, redis_server, smtp, count=2)
+    new_org(stack, smtp, "watch001")
+    heard: list[tuple[float, str]] = []
+
+    def channel() -> grpc.aio.Channel:
+        return aio_secure_channel(stack.servers[0].address, stack.gateway)
+
+    def lock_then_unlock() -> tuple[float, float]:
+        other = stack.api(stack.gateway, 1)  # the change happens at the other process
+        for _ in range(6):
+            with contextlib.suppress(grpc.RpcError):
+                other.StartAuthentication(  # type: ignore[attr-defined]
+                    pb.StartAuthenticationRequest(user_id="watch001", password="Wrong-pass1!")
+                )
+        locked_at = time.monotonic()
+        time.sleep(1.5)
+        stack.api(stack.operator, 1).UnlockUser(  # type: ignore[attr-defined]
+            pb.UnlockUserRequest(user_id="watch001")
+        )
+        return locked_at, time.monotonic()
+
+    async def scenario() -> None:
+        follower = RevocationFollower(
+            channel, forget_user=lambda user: heard.append((time.monotonic(), user))
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(follower.run(stop, retry_delay=0.2))
+        await asyncio.wait_for(follower.connected.wait(), 10)
+        locked_at, unlocked_at = await asyncio.to_thread(lock_then_unlock)
+        deadline = time.monotonic() + 5
+        while len([u for _, u in heard if u == "watch001"]) < 2:
+            assert time.monotonic() < deadline, heard
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        times = [at for at, user in heard if user == "watch001"]
+        assert times[0] - locked_at < 1.0  # the lock, within a second
+        assert any(0 <= at - unlocked_at < 1.0 for at in times[1:])  # the unlock
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for server in stack.servers:
+            server.stop()

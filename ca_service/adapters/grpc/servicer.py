@@ -362,6 +362,7 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
                 revocations=[_revocation(r) for r in batch.revocations],
                 latest_sequence=batch.latest_sequence,
                 as_of=_timestamp(batch.as_of),
+                changed_user_ids=batch.changed_users,
             )
 
     async def ListAudit(

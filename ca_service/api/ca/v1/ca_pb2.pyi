@@ -407,14 +407,16 @@ class WatchRevocationsRequest(_message.Message):
     def __init__(self, since_sequence: _Optional[int] = ...) -> None: ...
 
 class WatchRevocationsResponse(_message.Message):
-    __slots__ = ("revocations", "latest_sequence", "as_of")
+    __slots__ = ("revocations", "latest_sequence", "as_of", "changed_user_ids")
     REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
     LATEST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_USER_IDS_FIELD_NUMBER: _ClassVar[int]
     revocations: _containers.RepeatedCompositeFieldContainer[Revocation]
     latest_sequence: int
     as_of: _timestamp_pb2.Timestamp
-    def __init__(self, revocations: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ..., latest_sequence: _Optional[int] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    changed_user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revocations: _Optional[_Iterable[_Union[Revocation, _Mapping]]] = ..., latest_sequence: _Optional[int] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., changed_user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AuditRecord(_message.Message):
     __slots__ = ("id", "at", "actor", "action", "user_id", "details", "prev_hash", "hash")
