@@ -74,10 +74,15 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, *, idle: float, absolute: float) -> None:
+    def __init__(
+        self, redis: Redis, *, idle: float, absolute: float, anonymous_idle: float = 600
+    ) -> None:
         self._redis = redis
         self._idle = idle
         self._absolute = absolute
+        # A session that holds nothing but its CSRF token (a visitor who only looked at a
+        # page) is kept for less time: anyone can make those by the thousand.
+        self._anonymous_idle = min(anonymous_idle, idle)
 
     @staticmethod
     def _key(session_id: str) -> str:
@@ -146,9 +151,10 @@ class SessionStore:
         it was destroyed meanwhile."""
         payload = json.dumps({"created": session.created, "data": session.data})
         key = self._key(session.session_id)
+        idle = int(self._idle if set(session.data) - {"csrf"} else self._anonymous_idle)
         if session.fresh:
-            return bool(await self._redis.set(key, payload, ex=int(self._idle), nx=True))
-        return bool(await self._redis.set(key, payload, ex=int(self._idle), xx=True))
+            return bool(await self._redis.set(key, payload, ex=idle, nx=True))
+        return bool(await self._redis.set(key, payload, ex=idle, xx=True))
 
     async def touch(self, session: Session) -> None:
         """Renews the idle timeout without rewriting the session."""

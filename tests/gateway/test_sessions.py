@@ -107,3 +107,17 @@ async def test_csrf_check_and_cookie_attributes(redis: Redis) -> None:
         assert attribute in header
     assert "Max-Age=0" in store.clearing_cookie_header()
     json.dumps(session.data)  # what is stored is plain JSON
+
+
+async def test_a_visitor_who_only_looked_is_kept_briefly(redis: Redis) -> None:
+    store = SessionStore(redis, idle=1800, absolute=3600, anonymous_idle=600)
+    looked = store.new()
+    await store.save(looked)
+    working = store.new()
+    working.data["auth_user"] = "taro0001"
+    await store.save(working)
+    ttl = {
+        name: await redis.ttl(SessionStore._key(session.session_id))
+        for name, session in (("looked", looked), ("working", working))
+    }
+    assert 590 <= ttl["looked"] <= 600 and 1790 <= ttl["working"] <= 1800
