@@ -193,7 +193,13 @@ def _start_portal(
     return f"https://localhost:{gateway_port}"
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def up() -> int:
+    # SIGTERM (a service manager, `timeout`) stops everything as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     ensure_venv("demo")
     env = _demo_env()
     data_dir = Path(env["CA_DATA_DIR"])
@@ -275,10 +281,15 @@ def up() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # A second Ctrl-C or SIGTERM (a terminal or `timeout` signals the whole group) must
+        # not cut the shutdown short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Last started, first stopped, one after the other: the gateway before the CA, the
+        # CA before Redis and the mail sink it still talks to while it shuts down.
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in children:
             try:
                 child.wait(30)
             except subprocess.TimeoutExpired:
