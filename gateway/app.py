@@ -26,6 +26,7 @@ from gateway import metrics
 from gateway.ca_client import CaClient, CaUnavailable
 from gateway.errors import UpstreamError
 from gateway.identity import (
+    IDENTITY_HEADERS,
     Identity,
     Refusal,
     Refused,
@@ -85,11 +86,9 @@ class Gateway:
         self._xfcc_by = xfcc_by or None
         self._max_staleness = max_staleness
         self._access_lines = access_lines
-        self._strip = {name.lower() for name in self._header_names.values()} | {
-            "x-forwarded-client-cert",
-            "x-user-id",
-            "x-org-id",
-            "x-user-role",
+        # The default names and the configured ones: a client may send either.
+        self._strip = frozenset(IDENTITY_HEADERS) | {
+            name.strip().lower() for name in self._header_names.values()
         }
         self.screens = Screens(ca=ca, sessions=sessions, pages=pages, identify=self.identify)
         self.metrics = metrics.GatewayMetrics()
@@ -110,12 +109,10 @@ class Gateway:
         der = request.connection.certificate_der
         if der is None:
             raise Refused(Refusal.MALFORMED)
+        now = datetime.now(UTC)
         try:
             identity = identify(
-                der,
-                issuer_der=self._issuer_der,
-                now=datetime.now(UTC),
-                revocations=self._revocations,
+                der, issuer_der=self._issuer_der, now=now, revocations=self._revocations
             )
             try:
                 user = await self._ca.user(identity.user_id)
@@ -125,9 +122,7 @@ class Gateway:
                 raise Refused(Refusal.UNKNOWN_USER)
             if user.state == "blocked":
                 raise Refused(Refusal.BLOCKED)
-            if user.state == "locked" and (
-                user.locked_until is None or user.locked_until > datetime.now(UTC)
-            ):
+            if user.state == "locked" and (user.locked_until is None or user.locked_until > now):
                 raise Refused(Refusal.LOCKED)
         except Refused as refused:
             self.metrics.refused(refused.refusal.name.lower())

@@ -20,10 +20,10 @@ __all__ = [
     "ProtocolError",
     "body_chunks",
     "check_request_line",
+    "chunk",
     "encode_head",
     "framing",
     "read_head",
-    "write_chunked",
 ]
 
 CHUNK = 64 * 1024
@@ -217,9 +217,10 @@ async def body_chunks(
         raise ProtocolError("the body stalled", 408) from None
 
 
-def write_chunked(writer: asyncio.StreamWriter, piece: bytes) -> None:
-    if piece:
-        writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+def chunk(piece: bytes) -> bytes:
+    """``piece`` as one chunk of a chunked body (nothing for an empty piece, which would
+    end the body)."""
+    return b"%x\r\n%b\r\n" % (len(piece), piece) if piece else b""
 
 
 def encode_head(first: str, headers: Iterable[tuple[str, str]]) -> bytes:

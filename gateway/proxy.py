@@ -21,10 +21,10 @@ from gateway.http1 import (
     Head,
     ProtocolError,
     body_chunks,
+    chunk,
     encode_head,
     framing,
     read_head,
-    write_chunked,
 )
 from gateway.server import Request, Response
 
@@ -51,10 +51,6 @@ class Upstream:
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"the upstream must be an http:// URL, not {url!r}")
         return cls(parts.hostname, parts.port or 80, **options)  # type: ignore[arg-type]
-
-    @property
-    def authority(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 @dataclass(slots=True)
@@ -125,19 +121,19 @@ class UpstreamPool:
     async def forward(self, request: Request, headers: list[tuple[str, str]]) -> Response:
         """Sends ``request`` upstream with ``headers`` (already filtered) and returns the
         streamed response. Raises :class:`UpstreamError`."""
-        request_frame = framing(request.head, request=True)
+        no_body = not request.has_body
         link = self._take()
-        if link is not None and request_frame.empty:
+        if link is not None and no_body:
             # A pooled connection may have been closed by the upstream meanwhile: a request
             # without a body can safely be sent again on a fresh one.
             try:
-                return await self._exchange(link, request, headers, request_frame.empty)
+                return await self._exchange(link, request, headers, no_body)
             except _StaleLink:
                 link = None
         if link is None:
             link = await self._open()
         try:
-            return await self._exchange(link, request, headers, request_frame.empty)
+            return await self._exchange(link, request, headers, no_body)
         except _StaleLink:
             raise UpstreamError(502, "the upstream closed the connection") from None
 
@@ -155,7 +151,7 @@ class UpstreamPool:
             writer.write(head_bytes)
             if has_body:
                 async for piece in request.body():
-                    write_chunked(writer, piece)
+                    writer.write(chunk(piece))
                     await writer.drain()
                 writer.write(b"0\r\n\r\n")
             await writer.drain()
@@ -194,19 +190,14 @@ class UpstreamPool:
         except (ValueError, ProtocolError):
             self._drop(link)
             raise UpstreamError(502, "the upstream's answer is not HTTP/1.1") from None
+        connection_named = head.tokens("connection")
         reusable = (
             head.first[0] == "HTTP/1.1"
-            and "close" not in head.tokens("connection")
+            and "close" not in connection_named
             and not frame.until_close
         )
-        connection_named = head.tokens("connection")
-        headers = [
-            (name, value)
-            for name, value in head.headers
-            if name.lower() not in HOP_BY_HOP
-            and name.lower() not in connection_named
-            and name.lower() != "content-length"
-        ]
+        dropped = HOP_BY_HOP | connection_named | {"content-length"}
+        headers = [(name, value) for name, value in head.headers if name.lower() not in dropped]
 
         def finished(ok: bool) -> None:
             if ok and reusable:
@@ -225,7 +216,7 @@ class UpstreamPool:
             status,
             headers,
             body_chunks(link.reader, frame),
-            length=frame.length if not frame.chunked and not frame.until_close else None,
+            length=frame.length,  # None when chunked or until the close
             finished=finished,
         )
 
@@ -260,10 +251,10 @@ def forwarded_headers(
     strip: Iterable[str],
     add: Iterable[tuple[str, str]],
 ) -> list[tuple[str, str]]:
-    """The request's headers as the upstream receives them: hop-by-hop and identity headers
-    (and whatever the client's Connection header names) removed, identity and
-    X-Forwarded-* added."""
-    banned = {name.strip().lower() for name in strip} | HOP_BY_HOP | _REPLACED
+    """The request's headers as the upstream receives them: hop-by-hop headers, the headers
+    named in ``strip`` (lower-case) and whatever the client's Connection header names
+    removed; identity (``add``) and X-Forwarded-* added."""
+    banned = HOP_BY_HOP | _REPLACED | frozenset(strip)
     banned |= request.head.tokens("connection")
     # Names with '_' are dropped, as nginx does: CGI-style upstreams read x_user_id as
     # x-user-id, so an underscore would smuggle an identity header past the strip.

@@ -21,6 +21,7 @@ from gateway.http1 import (
     ProtocolError,
     body_chunks,
     check_request_line,
+    chunk,
     encode_head,
     framing,
     read_head,
@@ -49,11 +50,29 @@ class Connection:
 class Request:
     """One request; its body is read at most once, in chunks, by whoever needs it."""
 
-    __slots__ = ("_body", "_consumed", "connection", "head", "log_fields", "path", "query")
+    __slots__ = (
+        "_body",
+        "_consumed",
+        "connection",
+        "has_body",
+        "head",
+        "log_fields",
+        "path",
+        "query",
+    )
 
-    def __init__(self, head: Head, body: AsyncIterator[bytes], connection: Connection) -> None:
+    def __init__(
+        self,
+        head: Head,
+        body: AsyncIterator[bytes],
+        connection: Connection,
+        *,
+        has_body: bool = False,
+    ) -> None:
         self.head = head
         self.connection = connection
+        # From the framing the server already worked out (Content-Length or chunked).
+        self.has_body = has_body
         target = head.first[1]
         self.path, _, self.query = target.partition("?")
         self._body = body
@@ -96,10 +115,10 @@ class Request:
             text = (await self.read_body(limit)).decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolError("the form is not UTF-8") from None
-        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=64))
+        return _pairs(text, 64)
 
     def query_params(self) -> dict[str, str]:
-        return dict(parse_qsl(self.query, keep_blank_values=True, max_num_fields=32))
+        return _pairs(self.query, 32)
 
     def cookies(self) -> dict[str, str]:
         jar: SimpleCookie = SimpleCookie()
@@ -129,6 +148,13 @@ class Response:
 
 Handler = Callable[[Request], Awaitable[Response]]
 AccessLog = Callable[[Request, int, int, float], None]
+
+
+def _pairs(text: str, most: int) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=most))
+    except ValueError:
+        raise ProtocolError(f"more than {most} fields") from None
 
 
 def _reason(status: int) -> str:
@@ -175,8 +201,6 @@ class HttpServer:
         self._server: asyncio.Server | None = None
         self._date = ""
         self._date_second = -1
-        self.connections = 0
-        self.resumed_connections = 0
 
     def _http_date(self) -> str:
         second = int(time.time())
@@ -208,10 +232,9 @@ class HttpServer:
         tls: ssl.SSLObject | None = writer.get_extra_info("ssl_object")
         if tls is None:
             return Connection(address, None, None, False)
-        resumed = tls.session_reused
-        self.connections += 1
-        self.resumed_connections += resumed
-        return Connection(address, tls.getpeercert(binary_form=True), tls.version(), resumed)
+        return Connection(
+            address, tls.getpeercert(binary_form=True), tls.version(), tls.session_reused
+        )
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -239,16 +262,8 @@ class HttpServer:
             writer.close()
 
     async def _answer_error(self, writer: asyncio.StreamWriter, status: int, message: str) -> None:
-        response = self._error_page(status, message)
-        assert isinstance(response.body, bytes)
-        headers = [
-            ("Date", self._http_date()),
-            ("Content-Length", str(len(response.body))),
-            ("Connection", "close"),
-            *response.headers,
-        ]
-        writer.write(encode_head(f"HTTP/1.1 {status} {_reason(status)}", headers) + response.body)
-        await writer.drain()
+        """For a request too broken to hand to the handler; the connection closes after."""
+        await self._send(writer, self._error_page(status, message), False, "GET", "HTTP/1.1")
 
     async def _exchange(
         self,
@@ -278,7 +293,7 @@ class HttpServer:
                 return False
             if version == "HTTP/1.1" and not frame.empty:
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request = Request(head, body_chunks(reader, frame), connection)
+        request = Request(head, body_chunks(reader, frame), connection, has_body=not frame.empty)
         try:
             response = await self._handler(request)
         except ProtocolError as exc:
@@ -288,7 +303,7 @@ class HttpServer:
             log.exception("request handler failed")
             response = self._error_page(500, "internal error")
             keep_alive = False
-        if not frame.empty and not request.consumed and keep_alive:
+        if request.has_body and not request.consumed and keep_alive:
             try:
                 keep_alive = await _drain_body(request.body())
             except ProtocolError:
@@ -338,7 +353,7 @@ class HttpServer:
                 async for piece in body:
                     if no_body:
                         continue
-                    framed = b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece
+                    framed = chunk(piece) if chunked else piece
                     if pending is not None:
                         framed, pending = pending + framed, None
                     if framed:

@@ -80,6 +80,32 @@ def init_ca(data_dir: Path, **extra: str) -> CaFiles:
     return CaFiles(data_dir)
 
 
+def start_listening(
+    command: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    listening: re.Pattern[str],
+    timeout: float = 30,
+) -> tuple[subprocess.Popen[bytes], re.Match[str]]:
+    """Starts ``command`` (stderr appended to ``log_path``) and waits for the stdout line
+    that ``listening`` matches."""
+    log = log_path.open("ab")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log)
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline().decode()
+        if not line:
+            if process.poll() is not None:
+                raise AssertionError(f"{command[0]} exited: {log_path.read_text()}")
+            continue
+        match = listening.search(line)
+        if match:
+            return process, match
+    process.kill()
+    raise AssertionError(f"{command[0]} did not start in time")
+
+
 @dataclass
 class CaProcess:
     """A ``ca-service serve`` subprocess on a free port."""
@@ -95,26 +121,14 @@ class CaProcess:
     def start(self, timeout: float = 30) -> CaProcess:
         env = dict(self.env)
         env.setdefault("CA_GRPC_ADDRESS", "127.0.0.1:0")
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [tool("ca-service"), "serve"], env=env, stdout=subprocess.PIPE, stderr=log
+        self.process, match = start_listening(
+            [tool("ca-service"), "serve"], env, self.log_path, _LISTENING, timeout
         )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline().decode()
-            if not line:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"ca-service exited: {self.log_path.read_text()}")
-                continue
-            match = _LISTENING.search(line)
-            if match:
-                self.address = f"{match.group(1)}:{match.group(2)}"
-                http = _HTTP.search(line)
-                if http:
-                    self.http = f"http://{http.group(1)}:{http.group(2)}"
-                return self
-        raise AssertionError("ca-service did not start in time")
+        self.address = f"{match.group(1)}:{match.group(2)}"
+        http = _HTTP.search(match.string)
+        if http:
+            self.http = f"http://{http.group(1)}:{http.group(2)}"
+        return self
 
     def operator(self) -> ClientCredential:
         return CaFiles(self.data_dir).client_credential("operator")

@@ -31,30 +31,9 @@ from gateway.sessions import COOKIE_NAME, Session, SessionStore
 from gateway.web import messages
 from gateway.web.pages import Pages, redirect
 
-__all__ = ["ENROLLMENT_PATHS", "Screens"]
+__all__ = ["Screens"]
 
 log = logging.getLogger(__name__)
-
-# Paths that work without a client certificate (SPEC E1).
-ENROLLMENT_PATHS = frozenset(
-    {
-        "/login",
-        "/logout",
-        "/register/master",
-        "/register/master/account",
-        "/enroll/auth",
-        "/enroll/code",
-        "/enroll/issue",
-        "/enroll/result",
-        "/enroll/download",
-    }
-)
-SCREEN_PATHS = ENROLLMENT_PATHS | {
-    "/login/password",
-    "/master/users",
-    "/master/users/unlock",
-    "/master/users/new",
-}
 
 _SEALED_PASSWORD = "sealed_password"  # noqa: S105 - a session field name
 _SEALED_INITIAL = "sealed_initial_password"
@@ -108,15 +87,12 @@ class Screens:
             ("POST", "/master/users/unlock"): self._unlock,
             ("POST", "/master/users/new"): self._create_user,
         }
+        self._paths = frozenset(path for _, path in self._routes)
 
-    @staticmethod
-    def serves(path: str) -> bool:
-        return path in SCREEN_PATHS
+    def serves(self, path: str) -> bool:
+        return path in self._paths
 
     # -- plumbing -------------------------------------------------------------------------
-
-    async def session(self, request: Request) -> Session | None:
-        return await self._sessions.load(request.cookies().get(COOKIE_NAME))
 
     async def handle(self, request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
@@ -126,7 +102,8 @@ class Screens:
             response = self._pages.error(405, "お取り扱いできません", "この操作はできません。")
             response.headers.append(("Allow", ", ".join(allowed)))
             return response
-        session = await self.session(request) or self._sessions.new()
+        cookie = request.cookies().get(COOKIE_NAME)
+        session = await self._sessions.load(cookie) or self._sessions.new()
         visit = _Visit(request, session)
         try:
             response = await route(visit)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +13,9 @@ from ca_service.api import pb
 from ca_service.client import secure_channel, stub
 from tests.smtp_sink import SmtpSink
 from tests.stack_support import MASTER_PASSWORD, Stack, authenticate, new_org, start_stack
-from tests.support import run, tool
+from tests.support import run, start_listening, tool
 
-__all__ = ["GatewayProcess", "GatewayStack", "start_gateway_stack"]
+__all__ = ["GatewayStack", "Process", "start_gateway_stack"]
 
 _LISTENING = re.compile(r"listening on https?://([\d.]+):(\d+)/")
 
@@ -31,23 +30,11 @@ class Process:
     port: int = 0
 
     def start(self, timeout: float = 30) -> Process:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.command, env=self.env, stdout=subprocess.PIPE, stderr=log
+        self.process, match = start_listening(
+            self.command, self.env, self.log_path, _LISTENING, timeout
         )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline().decode()
-            if not line:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"{self.command[0]} exited: {self.log_path.read_text()}")
-                continue
-            match = _LISTENING.search(line)
-            if match:
-                self.host, self.port = match.group(1), int(match.group(2))
-                return self
-        raise AssertionError(f"{self.command[0]} did not start in time")
+        self.host, self.port = match.group(1), int(match.group(2))
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -60,9 +47,6 @@ class Process:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-GatewayProcess = Process
 
 
 @dataclass
