@@ -522,3 +522,15 @@ def test_login_returns_to_the_page_asked_for_but_never_off_site(
             str(user["user_id"]), str(user["password"]), next_path=target
         )
         assert status == 303 and headers["location"] == expected
+
+
+def test_malformed_forms_get_a_clear_4xx(gateway_stack: GatewayStack, tmp_path: Path) -> None:
+    client = Client(gateway_stack, tmp_path)
+    token = client.csrf("/enroll/auth")
+    too_many = "&".join(f"f{i}=x" for i in range(100))
+    status, _, body = client("/enroll/auth", "--data", f"csrf={token}&{too_many}")
+    assert status == 400 and "more than 64 fields" in body
+    status, _, _ = client("/enroll/auth", "-H", "Content-Type: text/plain", "--data", "x")
+    assert status == 415
+    status, _, _ = client("/enroll/auth?" + "&".join(f"q{i}=1" for i in range(40)))
+    assert status == 400
