@@ -5,7 +5,8 @@ Each run builds a fresh throw-away stack: a redis-server on a free loopback port
 shared 127.0.0.1:6379), an aiosmtpd SMTP sink, a CA in a temporary directory and ONE
 ``ca-service serve`` process (SQLite, mail worker polling every second). It issues a gateway
 credential, creates an organisation (operator) and registers its master (gateway
-RegisterMaster), creates N general users (gateway CreateUser acting as the master), then
+RegisterMaster), creates N general users (gateway CreateUser acting as the master, then
+ChangePassword: each replaces its given password with its own, SPEC A5), then
 enrolls every user with C concurrent clients driving one shared grpc.aio channel (one
 gateway, one HTTP/2 connection; ``--channel-per-client`` gives each client its own):
 
@@ -46,14 +47,17 @@ sys.path.insert(0, str(ROOT))
 import grpc  # noqa: E402
 
 from bench.issue import cpu_seconds, own_cpu_seconds  # noqa: E402
-from ca_service.adapters.keystore import CaFiles, ClientCredential  # noqa: E402
+from ca_service.adapters.keystore import CaFiles  # noqa: E402
 from ca_service.api import pb, pb_grpc  # noqa: E402
 from ca_service.client import aio_secure_channel, api_error, stub  # noqa: E402
+from ca_service.shared.credentials import ClientCredential  # noqa: E402
 from tests.smtp_sink import SmtpSink, code_from  # noqa: E402
 from tests.support import CaProcess, ca_env, init_ca, run, throwaway_redis, tool  # noqa: E402
 
 TARGET_P99_MS = 300.0
 MASTER_PASSWORD = "Mast3r-Pass!"
+# What every bench user chooses at its initial registration (SPEC A5).
+USER_PASSWORD = "Us3r-Chosen!"
 CODE_SUBJECT = "認証コード"
 MAIL_TIMEOUT_SECONDS = 30.0
 
@@ -203,7 +207,18 @@ async def prepare_users(
                         pb.CreateUserRequest(acting_user_id=master, user_id=user_id, email=email)
                     ),
                 )
-                return User(user_id, email, made.initial_password)
+                # 一般ユーザーの初期登録: the given password opens no issuance (SPEC A5).
+                await call(
+                    "ChangePassword",
+                    gateway_api.ChangePassword(
+                        pb.ChangePasswordRequest(
+                            user_id=user_id,
+                            current_password=made.initial_password,
+                            new_password=USER_PASSWORD,
+                        )
+                    ),
+                )
+                return User(user_id, email, USER_PASSWORD)
 
             return create
 

@@ -10,8 +10,12 @@ load generator cannot blur, and the load generator's own CPU per call. When Debi
 installed (``apt-get install golang-cfssl``), the same run measures ``cfssl serve`` signing
 the same CSR and recording into SQLite. The median of the runs is printed last.
 
+With ``--softhsm`` each run also measures a CA whose issuing key is in a SoftHSM2 token (a
+throw-away token directory of its own; Debian's ``softhsm2``), right after the software key,
+so that both figures come from the same conditions.
+
     .venv/bin/python bench/issue.py [--clients 64] [--seconds 10] [--runs 3] [--workers 1]
-        [--database-url postgresql://...] [--no-peer]
+        [--database-url postgresql://...] [--no-peer] [--softhsm]
 """
 
 from __future__ import annotations
@@ -39,7 +43,14 @@ from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 from ca_service.adapters.sql.database import open_database  # noqa: E402
 from ca_service.api import pb  # noqa: E402
 from ca_service.client import aio_secure_channel, stub  # noqa: E402
-from tests.support import CaProcess, ca_env, init_ca  # noqa: E402
+from tests.softhsm import make_token  # noqa: E402
+from tests.support import (  # noqa: E402
+    CaProcess,
+    ca_env,
+    create_user,
+    init_ca,
+    throwaway_redis,
+)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -102,9 +113,10 @@ async def drive(
     async with aio_secure_channel(server.address, server.operator()) as channel:
         api = stub(channel)
         if method == "SignCsr":
+            # The same account again and again: the renewal window is overridden on purpose.
             call, request = (
                 api.SignCsr,
-                pb.SignCsrRequest(csr=csr, user_id="bench001", organization="Bench Co"),
+                pb.SignCsrRequest(csr=csr, user_id="bench001", override_renewal_window=True),
             )
         else:
             call, request = api.GetCaChain, pb.GetCaChainRequest()
@@ -134,9 +146,14 @@ async def drive(
     return latencies, elapsed, server_cpu, client_cpu
 
 
-def one_run(args: argparse.Namespace, workdir: Path, index: int) -> dict[str, float]:
-    data_dir = workdir / f"run{index}"
+def one_run(
+    args: argparse.Namespace, workdir: Path, index: int, *, hsm: bool = False
+) -> dict[str, float]:
+    data_dir = workdir / f"run{index}{'-hsm' if hsm else ''}"
     extra = {"CA_DATABASE_URL": args.database_url} if args.database_url else {}
+    if hsm:
+        token = make_token(workdir / f"softhsm{index}")
+        extra |= {**token.env}
     init_ca(data_dir, **extra)
     database_url = args.database_url or f"sqlite:///{data_dir / 'ca.db'}"
     if args.workers > 1:
@@ -145,18 +162,25 @@ def one_run(args: argparse.Namespace, workdir: Path, index: int) -> dict[str, fl
             "CA_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
         }
     env = ca_env(data_dir, CA_LOG_LEVEL="WARNING", **extra)
-    server = CaProcess(data_dir, env, workdir / f"run{index}.log").start()
-    try:
-        rows_before = count_rows(database_url)
-        latencies, elapsed, server_cpu, client_cpu = asyncio.run(
-            drive(server, args.clients, args.seconds, args.warmup)
-        )
-        rows_after = count_rows(database_url)
-        floor, floor_elapsed, _, _ = asyncio.run(
-            drive(server, args.clients, args.seconds / 2, 1.0, method="GetCaChain")
-        )
-    finally:
-        server.stop()
+    with throwaway_redis(workdir / f"redis{index}{'-hsm' if hsm else ''}") as (redis_url, _):
+        env |= {"CA_REDIS_URL": redis_url, "CA_REDIS_PREFIX": "bench:"}
+        server = CaProcess(data_dir, env, workdir / f"run{index}.log").start()
+        try:
+            create_user(server.address, server.operator(), "bench001", "Bench Co")
+            return _measure(args, server, database_url)
+        finally:
+            server.stop()
+
+
+def _measure(args: argparse.Namespace, server: CaProcess, database_url: str) -> dict[str, float]:
+    rows_before = count_rows(database_url)
+    latencies, elapsed, server_cpu, client_cpu = asyncio.run(
+        drive(server, args.clients, args.seconds, args.warmup)
+    )
+    rows_after = count_rows(database_url)
+    floor, floor_elapsed, _, _ = asyncio.run(
+        drive(server, args.clients, args.seconds / 2, 1.0, method="GetCaChain")
+    )
     received = len(latencies)
     return {
         "rate": received / elapsed,
@@ -183,6 +207,12 @@ def _median(results: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(r[key] for r in results) for key in results[0]}
 
 
+def _hsm_run(args: argparse.Namespace, workdir: Path, index: int) -> dict[str, float]:
+    result = one_run(args, workdir, index, hsm=True)
+    print(_line(f"run {index + 1} SoftHSM2  ", result), flush=True)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--clients", type=int, default=64)
@@ -192,6 +222,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="ca-service worker processes")
     parser.add_argument("--database-url", help="default: SQLite in the run's data directory")
     parser.add_argument("--no-peer", action="store_true", help="skip the cfssl peer")
+    parser.add_argument(
+        "--softhsm",
+        action="store_true",
+        help="also measure, in each run, the issuing key in a SoftHSM2 token",
+    )
     args = parser.parse_args()
 
     measure_cfssl = None
@@ -208,9 +243,14 @@ def main() -> int:
         "load generator on the same machine"
     )
     ours: list[dict[str, float]] = []
+    hsms: list[dict[str, float]] = []
     peers: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as workdir:
         for index in range(args.runs):
+            # With --softhsm, every other run measures the token first: a machine whose load
+            # drifts during a run favours neither.
+            if args.softhsm and index % 2:
+                hsms.append(_hsm_run(args, Path(workdir), index))
             result = one_run(args, Path(workdir), index)
             ours.append(result)
             print(
@@ -219,6 +259,8 @@ def main() -> int:
                 f"{result['noop_rate']:.0f} calls/s)",
                 flush=True,
             )
+            if args.softhsm and not index % 2:
+                hsms.append(_hsm_run(args, Path(workdir), index))
             if measure_cfssl is not None:
                 peer = measure_cfssl(
                     seconds=args.seconds,
@@ -234,6 +276,9 @@ def main() -> int:
         _line("median ca-service", _median(ours))
         + f"  (no-op GetCaChain {_median(ours)['noop_rate']:.0f} calls/s)"
     )
+    if hsms:
+        print(_line("median SoftHSM2  ", _median(hsms)))
+        print(f"ratio SoftHSM2/software key: {_median(hsms)['rate'] / _median(ours)['rate']:.2f}x")
     if peers:
         peer = _median(peers)
         print(_line("median cfssl     ", peer))

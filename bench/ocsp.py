@@ -92,9 +92,11 @@ from bench.issue import CLOCK_TICKS, free_port  # noqa: E402
 from ca_service.api import pb  # noqa: E402
 from ca_service.client import aio_secure_channel, stub  # noqa: E402
 from tests.support import (  # noqa: E402
+    DIGITAL_SIGNATURE_ONLY,
     PASSPHRASE,
     CaProcess,
     ca_env,
+    create_user,
     init_ca,
     throwaway_redis,
     tool,
@@ -199,16 +201,16 @@ async def issue_certificates(server: CaProcess, count: int, revoke_every: int) -
         .sign(key, hashes.SHA256())
         .public_bytes(Encoding.DER)
     )
+    create_user(server.address, server.operator(), "ocsp00001", "OCSP Bench")
     async with aio_secure_channel(server.address, server.operator()) as channel:
         api = stub(channel)
         semaphore = asyncio.Semaphore(16)
 
         async def one(index: int) -> x509.Certificate:
+            # One account holds them all: the renewal window is overridden on purpose.
             async with semaphore:
                 response = await api.SignCsr(
-                    pb.SignCsrRequest(
-                        csr=csr, user_id=f"ocsp{index:05d}", organization="OCSP Bench"
-                    )
+                    pb.SignCsrRequest(csr=csr, user_id="ocsp00001", override_renewal_window=True)
                 )
             return x509.load_der_x509_certificate(response.certificate.der)
 
@@ -369,20 +371,7 @@ def openssl_responder(data_dir: Path, directory: Path) -> tuple[Path, Path]:
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(DIGITAL_SIGNATURE_ONLY, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)

@@ -8,8 +8,8 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from ca_service.adapters.keystore import ClientCredential
 from ca_service.api import pb_grpc
+from ca_service.shared.credentials import ClientCredential
 
 __all__ = [
     "ApiError",

@@ -1,8 +1,10 @@
 """``ca-demo-upstream``: a small sample portal behind the gateway. It trusts the identity
 headers the gateway sets (and only the gateway can reach it: it listens on loopback).
 
-    GET  /         greets the logged-in user by user ID and organisation (Japanese page)
-    GET  /echo     the request's headers as JSON (for checks)
+    GET  /         greets the logged-in user by user ID and organisation (Japanese page),
+                   with the ログアウト button the gateway's logout headers describe
+    GET  …/echo    the request's path and headers as JSON (for checks), under any prefix
+    GET  other     a card holder's attributes (on a card route) or the greeting
     POST /upload   reads the body in a stream; answers its size and SHA-256 as JSON
     GET  /big?bytes=N      N bytes, streamed
     GET  /slow?seconds=S   answers after S seconds
@@ -20,7 +22,10 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import unquote
 
+from ca_service.shared.net.admission import Admission
+from ca_service.shared.net.guard import ConnectionGuard
 from gateway.server import HttpServer, Request, Response
+from gateway.web.login import CSRF_TOKEN_HEADER, LOGOUT_URL_HEADER
 
 __all__ = ["handle", "main"]
 
@@ -36,6 +41,20 @@ def _organization_name(xfcc: str | None) -> str:
     return found.group(1).replace("\\", "") if found else ""
 
 
+def _logout_form(request: Request) -> str:
+    """ログアウト as the gateway's headers say: a form that POSTs the session's CSRF token to
+    the logout URL (README, *Gateway → Logout*)."""
+    url = request.head.get(LOGOUT_URL_HEADER)
+    token = request.head.get(CSRF_TOKEN_HEADER)
+    if not url or not token:
+        return ""
+    return (
+        f'<form method="post" action="{html.escape(url)}" id="logout-form">'
+        f'<input type="hidden" name="csrf" value="{html.escape(token)}">'
+        '<button type="submit" id="logout">ログアウト</button></form>'
+    )
+
+
 def _json(status: int, value: object) -> Response:
     return Response(
         status,
@@ -44,7 +63,31 @@ def _json(status: int, value: object) -> Response:
     )
 
 
+def _card_holder(request: Request) -> Response:
+    """What the gateway vouched for about an identity card's holder (percent-encoded)."""
+    rows = "".join(
+        f'<tr><th>{label}</th><td id="{key}">'
+        f"{html.escape(unquote(request.head.get(header) or ''))}</td></tr>"
+        for key, label, header in (
+            ("name", "お名前", "x-card-name"),
+            ("address", "住所", "x-card-address"),
+            ("birth-date", "生年月日", "x-card-birth-date"),
+            ("sex", "性別", "x-card-sex"),
+        )
+    )
+    page = f"""<!doctype html>
+<html lang="ja"><head><meta charset="utf-8"><title>本人確認</title>
+<link rel="stylesheet" href="/-/static/style.css"></head>
+<body><main class="card">
+<h1 id="card-holder">マイナンバーカードで本人確認しました</h1>
+<table>{rows}</table>
+</main></body></html>"""
+    return Response(200, [("Content-Type", "text/html; charset=utf-8")], page.encode())
+
+
 def _greeting(request: Request) -> Response:
+    if request.head.get("x-card-name"):
+        return _card_holder(request)
     user_id = request.head.get("x-user-id")
     if not user_id:
         body = "<p>本人確認ヘッダーがありません。ゲートウェイ経由でアクセスしてください。</p>"
@@ -66,6 +109,7 @@ def _greeting(request: Request) -> Response:
 （団体ID <span id="organization-id">{html.escape(organization_id)}</span>）</p>
 <p>権限: {"マスターユーザー" if role == "master" else "一般ユーザー"}</p>
 {master_link}
+{_logout_form(request)}
 <p>このページはサンプルの業務システムです。ゲートウェイが電子証明書とパスワードで
 本人を確認し、ユーザーIDと団体をヘッダーで伝えています。</p>
 </main></body></html>"""
@@ -91,8 +135,11 @@ async def _big(size: int) -> AsyncIterator[bytes]:
 
 async def handle(request: Request) -> Response:
     query = request.query_params()
-    if request.path == "/echo":
-        return _json(200, {"method": request.method, "headers": request.head.headers})
+    if request.path.endswith("/echo"):
+        return _json(
+            200,
+            {"method": request.method, "path": request.target, "headers": request.head.headers},
+        )
     if request.path == "/upload" and request.method == "POST":
         return await _upload(request)
     if request.path == "/big":
@@ -109,7 +156,8 @@ def _error(status: int, message: str) -> Response:
 
 
 async def _run(host: str, port: int) -> None:
-    server = HttpServer(handle, None, error_page=_error)
+    guard = ConnectionGuard(Admission(10_000, 30.0), name="ca-demo-upstream")
+    server = HttpServer(handle, guard=guard, error_page=_error)
     bound = await server.start(host, port)
     print(f"ca-demo-upstream: listening on http://{host}:{bound}/", flush=True)
     await asyncio.Event().wait()

@@ -6,6 +6,8 @@ __all__ = [
     "CsrfRejected",
     "GatewayConfigurationError",
     "GatewayError",
+    "RateLimited",
+    "RedisUnavailable",
     "UpstreamError",
 ]
 
@@ -22,6 +24,22 @@ class CsrfRejected(GatewayError):
     """A form arrived without the session's anti-forgery token."""
 
     http_status = 403
+
+
+class RateLimited(GatewayError):
+    """This client checked too many passwords or codes lately: 429 with Retry-After."""
+
+    http_status = 429
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited; retry after {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
+class RedisUnavailable(GatewayError):
+    """Redis (sessions, rate limits) cannot answer; the request gets a 503 page."""
+
+    http_status = 503
 
 
 class UpstreamError(GatewayError):

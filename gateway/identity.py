@@ -1,9 +1,10 @@
 """Who is calling: a presented client certificate checked and mapped to an identity (SPEC E2,
 E3). Pure: the certificate, the issuing CA, the time and a revocation view are passed in.
 
-The TLS layer has already checked the chain at the handshake; this runs on every request
-because a resumed TLS session skips the handshake's checks, and revocation must take effect
-within a second regardless.
+The TLS layer takes any certificate (``gateway.tls``): this is where the chain (issued by
+our issuing CA), validity, clientAuth and revocation are checked, on every request — also on
+a resumed TLS session — so that a revocation takes effect within a second and a wrong
+certificate gets a page saying why.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "Refusal",
     "Refused",
     "RevocationView",
+    "ascii_header_value",
     "identify",
     "identity_headers",
     "strip_identity_headers",
@@ -50,6 +52,17 @@ class Refusal(enum.Enum):
     UNKNOWN_USER = "the certificate's user is not registered"
     LOCKED = "the user ID is locked"
     BLOCKED = "the user ID is blocked"
+    # On a route that asks for an identity card's certificate (gateway.card):
+    CARD_NEEDED = "no identity card certificate was presented"
+    NOT_A_CARD = "the certificate is not from a trusted identity card CA"
+    OUR_CERTIFICATE_ON_CARD_ROUTE = "this CA's certificates are not identity card certificates"
+    CARD_ON_USER_ROUTE = "an identity card certificate is not a user certificate"
+    CARD_NOT_YET_VALID = "the identity card certificate is not valid yet"
+    CARD_EXPIRED = "the identity card certificate has expired"
+    CARD_NOT_FOR_SIGNING = "the identity card certificate's key usage does not allow signing"
+    CARD_ATTRIBUTES_MISSING = "the identity card certificate lacks the holder's attributes"
+    CARD_REVOKED = "the identity card certificate has been revoked"
+    CARD_STALE = "the identity card CA's revocation list cannot be confirmed right now"
 
 
 class Refused(GatewayError):
@@ -152,8 +165,8 @@ def identify(
     return parsed.identity
 
 
-def _ascii(value: str) -> str:
-    """Non-ASCII characters percent-encoded: header values must be ASCII."""
+def ascii_header_value(value: str) -> str:
+    """Non-ASCII characters (UTF-8) percent-encoded: header values must be ASCII."""
     return quote(value, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~\\\"=")
 
 
@@ -167,7 +180,7 @@ def xfcc(identity: Identity, by: str | None = None) -> str:
     if by:
         parts.append(f"By={by}")
     parts.append(f"Hash={identity.fingerprint_sha256}")
-    parts.append(f"Subject={_quoted(_ascii(identity.subject))}")
+    parts.append(f"Subject={_quoted(ascii_header_value(identity.subject))}")
     if identity.uri:
         parts.append(f"URI={identity.uri}")
     return ";".join(parts)
@@ -191,7 +204,7 @@ def identity_headers(
         "x-user-id": identity.user_id,
         # Header values are ASCII: a Japanese organisation name (used only until the CA's
         # record gave the organisation ID) travels percent-encoded.
-        "x-org-id": identity.organization_id or _ascii(identity.organization),
+        "x-org-id": identity.organization_id or ascii_header_value(identity.organization),
         "x-user-role": identity.role,
     }
     return [(rename.get(name, name), value) for name, value in values.items()]

@@ -15,6 +15,7 @@ import grpc
 
 from ca_service.api import pb
 from ca_service.client import stub
+from ca_service.shared.availability import Availability
 from gateway.crl_fallback import CrlSource
 
 __all__ = ["RevocationFollower"]
@@ -48,6 +49,7 @@ class RevocationFollower:
         self.last_sequence = 0
         self._last_heard: float | None = None
         self.connected = asyncio.Event()
+        self._stream = Availability("the CA's revocation stream")
 
     # -- RevocationView ------------------------------------------------------------------
 
@@ -90,6 +92,7 @@ class RevocationFollower:
             # a catch-up page in the middle of a backlog does not.
             self._last_heard = self._monotonic()
             self.connected.set()
+            self._stream.succeeded()
 
     async def follow_once(self) -> None:
         """One connection: reads until the stream breaks."""
@@ -139,11 +142,12 @@ class RevocationFollower:
                 if stop.is_set():
                     return
             except Exception as exc:
-                log.warning(
-                    "revocation stream broke (%s); reconnecting from sequence %d",
-                    type(exc).__name__,
-                    self.last_sequence,
-                )
+                # Logged once per outage (the availability), not at every retry.
+                if isinstance(exc, grpc.aio.AioRpcError):
+                    self._stream.failed(f"{exc.code().name}: {exc.details()}")
+                else:
+                    self._stream.failed(exc)
+                log.debug("revocation stream broke; reconnecting from %d", self.last_sequence)
             self.connected.clear()
             if not stop.is_set():
                 await asyncio.sleep(retry_delay)

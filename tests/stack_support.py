@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 
 import grpc
 import pytest
 
-from ca_service.adapters.keystore import CaFiles, ClientCredential
+from ca_service.adapters.keystore import CaFiles
 from ca_service.api import pb
 from ca_service.client import api_error, secure_channel, stub
-from tests.smtp_sink import SmtpSink, code_from
+from ca_service.shared.credentials import ClientCredential
+from tests.smtp_sink import SmtpSink
 from tests.support import CaProcess, ca_env, init_ca, run, tool
 
 MASTER_PASSWORD = "Mast3r-Pass!"
@@ -49,7 +49,14 @@ def start_stack(tmp: Path, redis_url: str, smtp: SmtpSink, count: int = 2, **ext
     )
     run([tool("ca-service"), "credential", "--name", "gw", "--role", "gateway"], env)
     logs = [tmp / f"ca{i}.log" for i in range(count)]
-    servers = [CaProcess(data_dir, env, log).start() for log in logs]
+    servers: list[CaProcess] = []
+    try:
+        for log in logs:
+            servers.append(CaProcess(data_dir, env, log).start())
+    except BaseException:
+        for server in servers:  # none may outlive a failed start
+            server.stop()
+        raise
     files = CaFiles(data_dir)
     return Stack(
         data_dir,
@@ -101,19 +108,34 @@ def authenticate(
     stack: Stack, smtp: SmtpSink, user_id: str, password: str, email: str, index: int = 0
 ) -> str:
     gateway = stack.api(stack.gateway, index)
-
-    def is_code_mail(message: EmailMessage) -> bool:
-        return email in str(message["To"]) and "認証コード" in str(message["Subject"])
-
-    with smtp.lock:
-        before = sum(1 for m in smtp.messages if is_code_mail(m))
+    before = len(smtp.code_mails(email))
     started = gateway.StartAuthentication(
         pb.StartAuthenticationRequest(user_id=user_id, password=password)
     )
     assert started.masked_email == f"{email[0]}***@{email.split('@')[1]}"
-    mail = smtp.wait_for(is_code_mail, count=before + 1)[-1]
+    code = smtp.wait_for_code(email, before)
     verified = gateway.VerifyCode(
-        pb.VerifyCodeRequest(session_handle=started.session_handle, code=code_from(mail))
+        pb.VerifyCodeRequest(session_handle=started.session_handle, code=code)
     )
     assert verified.user_id == user_id
     return str(verified.issuance_ticket)
+
+
+# What the general users of these tests choose at their initial registration (SPEC A3, A5).
+USER_PASSWORD = "Us3r-Chosen!"
+
+
+def choose_password(stack: Stack, user_id: str, given: str, password: str = USER_PASSWORD) -> str:
+    """一般ユーザーの初期登録's first step: the user replaces the password its master gave
+    (which opens neither issuance nor login) with its own; returns the new password."""
+    gateway = stack.api(stack.gateway)
+    with pytest.raises(grpc.RpcError) as caught:
+        gateway.StartAuthentication(pb.StartAuthenticationRequest(user_id=user_id, password=given))
+    assert reason_of(caught.value) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "PASSWORD_CHANGE_REQUIRED",
+    )
+    gateway.ChangePassword(
+        pb.ChangePasswordRequest(user_id=user_id, current_password=given, new_password=password)
+    )
+    return password

@@ -11,9 +11,18 @@ import pytest
 
 from ca_service.config import SETTINGS as CA_SETTINGS
 from gateway.config import SETTINGS as GATEWAY_SETTINGS
+from gateway.portal.config import SETTINGS as PORTAL_SETTINGS
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 SCRIPTS = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def known_variables(settings: tuple[object, ...]) -> set[str]:
+    """Every environment variable a settings table reads: each setting, and the _FILE
+    variant of each secret one (CA_X_FILE)."""
+    known = {s.env for s in settings}  # type: ignore[attr-defined]
+    known |= {s.env + "_FILE" for s in settings if getattr(s, "secret", False)}  # type: ignore[attr-defined]
+    return known
 
 
 def _variables(path: Path) -> dict[str, str]:
@@ -27,19 +36,21 @@ def _variables(path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("env_file", "settings"),
-    [("ca-service.env", CA_SETTINGS), ("ca-gateway.env", GATEWAY_SETTINGS)],
+    [
+        ("ca-service.env", CA_SETTINGS),
+        ("ca-gateway.env", GATEWAY_SETTINGS),
+        ("ca-portal.env", PORTAL_SETTINGS),
+    ],
 )
 def test_env_files_name_known_settings(env_file: str, settings: tuple[object, ...]) -> None:
-    known = {s.env for s in settings}  # type: ignore[attr-defined]
-    # Secrets may come as FILE variants (CA_X_FILE).
-    known |= {s.env + "_FILE" for s in settings if getattr(s, "secret", False)}  # type: ignore[attr-defined]
+    known = known_variables(settings)
     variables = _variables(DEPLOY / env_file)
     assert variables and set(variables) <= known, set(variables) - known
     for name, value in variables.items():
         assert not (name.endswith(("PASSWORD", "PASSPHRASE")) and value), f"{name} in clear"
 
 
-@pytest.mark.parametrize("unit", ["ca-service.service", "ca-gateway.service"])
+@pytest.mark.parametrize("unit", ["ca-service.service", "ca-gateway.service", "ca-portal.service"])
 def test_units_run_installed_scripts_with_their_env_file(unit: str) -> None:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # type: ignore[assignment, method-assign]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ca_service.config import configuration_reference
 from gateway.config import configuration_reference as gateway_configuration_reference
+from gateway.portal.config import configuration_reference as portal_configuration_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -31,6 +32,18 @@ def test_gateway_configuration_reference_is_current() -> None:
     assert match, "README lacks the gateway configuration reference markers"
     assert match.group(1) == gateway_configuration_reference(), (
         "README gateway settings are stale: paste `ca-gateway config-reference` into it"
+    )
+
+
+def test_portal_configuration_reference_is_current() -> None:
+    match = re.search(
+        r"<!-- portal-config-reference:start -->\n(.*?)\n<!-- portal-config-reference:end -->",
+        README,
+        re.S,
+    )
+    assert match, "README lacks the portal configuration reference markers"
+    assert match.group(1) == portal_configuration_reference(), (
+        "README portal settings are stale: paste `ca-portal config-reference` into it"
     )
 
 

@@ -1,20 +1,32 @@
 """Password hashing with Argon2id (SPEC A3). The parameters travel inside every hash (PHC
 string), so they can be raised later: a hash made with weaker ones is replaced at the
-user's next successful login."""
+user's next successful login.
+
+:class:`PasswordHashing` is how the services use it: in threads of their own, at most
+``concurrency`` hashes at once (Argon2id releases the GIL, so each running hash takes a whole
+CPU), and a check of a presented password is refused with :class:`Busy` when ``queue`` more
+already wait. A flood of guesses then costs the CPUs it is given and no more, and OCSP,
+CRLs and issuance keep theirs."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-import string
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["Argon2Passwords", "generate_initial_password", "generate_login_password"]
+from ca_service.errors import Busy
 
-# Unambiguous characters for passwords that are read from paper and typed by hand.
-_PAPER_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-_SYMBOLS = "!#$%&*+-=?@"
+__all__ = [
+    "Argon2Passwords",
+    "PasswordHashing",
+]
+
+_T = TypeVar("_T")
 
 
 class Argon2Passwords:
@@ -44,17 +56,46 @@ class Argon2Passwords:
         return self._hasher.check_needs_rehash(password_hash)
 
 
-def generate_initial_password() -> str:
-    """A one-time registration password for paper: 16 characters in groups of four."""
-    raw = "".join(secrets.choice(_PAPER_ALPHABET) for _ in range(16))
-    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+class PasswordHashing:
+    """:class:`Argon2Passwords` for the event loop, with a cap on concurrent hashing.
 
+    Checks of a password someone presents (``verify``) are admitted while fewer than
+    ``concurrency + queue`` hashes are running or waiting, and refused with :class:`Busy`
+    beyond that, before any work or counting. Hashing a new password (``hash``) and checks
+    made with ``refusable=False`` (the login password again at issuance, after a successful
+    authentication and code) always wait for their turn instead."""
 
-def generate_login_password() -> str:
-    """A random 12-character password that satisfies SPEC A3 (all four classes)."""
-    classes = [string.ascii_uppercase, string.ascii_lowercase, string.digits, _SYMBOLS]
-    chars = [secrets.choice(c) for c in classes]
-    pool = "".join(classes)
-    chars += [secrets.choice(pool) for _ in range(12 - len(chars))]
-    secrets.SystemRandom().shuffle(chars)
-    return "".join(chars)
+    def __init__(self, passwords: Argon2Passwords, *, concurrency: int, queue: int) -> None:
+        if concurrency < 1 or queue < 0:
+            raise ValueError("concurrency must be at least 1 and queue not negative")
+        self._passwords = passwords
+        self._admit = concurrency + queue
+        # The pool's size is the cap on running hashes; its queue holds the waiting ones.
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2")
+        self.admitted = 0  # running or waiting now
+        self.refused = 0  # since the start
+
+    async def _run(self, refusable: bool, work: Callable[..., _T], *args: str | None) -> _T:
+        if refusable and self.admitted >= self._admit:
+            self.refused += 1
+            raise Busy(
+                "too many password checks at once; try again in a moment",
+                metadata={"retry_after_seconds": "1"},
+            )
+        self.admitted += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
+        finally:
+            self.admitted -= 1
+
+    async def verify(
+        self, password_hash: str | None, password: str, *, refusable: bool = True
+    ) -> bool:
+        """As :meth:`Argon2Passwords.verify` (an unknown user's ``None`` costs the same)."""
+        return await self._run(refusable, self._passwords.verify, password_hash, password)
+
+    async def hash(self, password: str) -> str:
+        return await self._run(False, self._passwords.hash, password)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._passwords.needs_rehash(password_hash)

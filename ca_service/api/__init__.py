@@ -2,5 +2,6 @@
 
 from ca_service.api.ca.v1 import ca_pb2 as pb
 from ca_service.api.ca.v1 import ca_pb2_grpc as pb_grpc
+from ca_service.api.reasons import ErrorReason
 
-__all__ = ["pb", "pb_grpc"]
+__all__ = ["ErrorReason", "pb", "pb_grpc"]

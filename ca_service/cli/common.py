@@ -1,22 +1,17 @@
-"""What both command-line programs share: logging set-up and the one-line error exit."""
+"""Where the operator's gRPC credential is, for ca-service and ca-admin."""
 
 from __future__ import annotations
 
-import logging
-import sys
-from typing import NoReturn
+import os
+from pathlib import Path
 
-__all__ = ["configure_logging", "fail"]
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+__all__ = ["credentials_dir"]
 
 
-def fail(program: str, message: str, code: int = 1) -> NoReturn:
-    print(f"{program}: error: {message}", file=sys.stderr)
-    sys.exit(code)
+def credentials_dir(explicit: Path | None) -> Path | None:
+    """The gRPC client credential's directory: ``explicit`` (an option), else
+    ``CA_ADMIN_CREDENTIALS``, else None (``<data_dir>/credentials/operator``)."""
+    if explicit is not None:
+        return explicit
+    named = os.environ.get("CA_ADMIN_CREDENTIALS")
+    return Path(named) if named else None

@@ -6,7 +6,19 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["CertificateRecord", "CertificateStatus", "KeySource", "status_at"]
+from ca_service.domain.crl_schedule import CrlState
+from ca_service.pki.crl import Reason
+
+__all__ = [
+    "CertificateRecord",
+    "CertificateStatus",
+    "CrlKind",
+    "CrlSnapshot",
+    "KeySource",
+    "PublishedCrl",
+    "RevocationRecord",
+    "status_at",
+]
 
 
 class KeySource(enum.Enum):
@@ -48,3 +60,49 @@ def status_at(record: CertificateRecord, now: datetime) -> CertificateStatus:
     if now > record.not_after:
         return CertificateStatus.EXPIRED
     return CertificateStatus.VALID
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationRecord:
+    sequence: int
+    serial: int
+    user_id: str
+    revoked_at: datetime
+    reason: Reason
+    invalidity_date: datetime | None
+    not_after: datetime
+
+    @property
+    def serial_hex(self) -> str:
+        return format(self.serial, "x")
+
+
+class CrlKind(enum.StrEnum):
+    BASE = "full"  # the base (full) CRL
+    DELTA = "delta"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedCrl:
+    kind: CrlKind
+    number: int
+    base_number: int | None
+    this_update: datetime
+    next_update: datetime
+    through_sequence: int
+    der: bytes
+
+    @property
+    def state(self) -> CrlState:
+        return CrlState(
+            self.number, self.this_update, self.through_sequence, self.base_number, bool(self.der)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CrlSnapshot:
+    """What is stored, without the CRLs themselves: enough to decide what is due."""
+
+    base: CrlState | None
+    delta: CrlState | None
+    latest_sequence: int

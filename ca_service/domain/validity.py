@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+
+from ca_service.shared.japan import JAPAN
 
 __all__ = [
     "JAPAN",
@@ -23,7 +24,6 @@ __all__ = [
     "validity_for",
 ]
 
-JAPAN = ZoneInfo("Asia/Tokyo")
 # SPEC C1: 366 days including the day of issue.
 VALIDITY_DAYS = 366
 # SPEC C2/C3: renewal opens, and the renewal notice goes out, 30 days before expiry.

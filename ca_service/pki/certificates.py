@@ -20,7 +20,7 @@ from asn1crypto import x509 as asn1_x509
 from ca_service.domain.profiles import ClientCertificateProfile
 from ca_service.domain.validity import Validity
 from ca_service.pki import der
-from ca_service.pki.signer import Signer
+from ca_service.pki.signer import Signer, signs_in_process
 
 __all__ = [
     "SERIAL_OCTETS",
@@ -146,6 +146,11 @@ class ClientCertificateFactory:
             "crl_distribution_points",
             [{"distribution_point": {"full_name": [general_name(_URI, profile.crl_url)]}}],
         )
+        # RFC 5280 4.2.1.15: where the delta CRLs are; non-critical.
+        freshest_crl = b""
+        if profile.delta_crl_url is not None:
+            delta_point = {"full_name": [general_name(_URI, profile.delta_crl_url)]}
+            freshest_crl = extension("freshest_crl", [{"distribution_point": delta_point}])
         authority_info_access = extension(
             "authority_information_access",
             [
@@ -158,12 +163,17 @@ class ClientCertificateFactory:
         )
         self._leading_extensions = basic_constraints + key_usage + extended_key_usage
         self._trailing_extensions = (
-            authority_key_id + crl_distribution_points + authority_info_access
+            authority_key_id + crl_distribution_points + freshest_crl + authority_info_access
         )
 
     @property
     def profile(self) -> ClientCertificateProfile:
         return self._profile
+
+    @property
+    def signs_in_process(self) -> bool:
+        """False when the signer is an HSM: build from a worker thread, not the event loop."""
+        return signs_in_process(self._signer)
 
     def build(
         self, *, serial: int, subject: ClientSubject, spki: bytes, validity: Validity

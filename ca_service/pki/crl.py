@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
 
 from ca_service.pki import der
 from ca_service.pki.signer import Signer
 
-__all__ = ["MAX_CRL_NUMBER", "Reason", "build_crl", "encode_entry"]
+__all__ = ["MAX_CRL_NUMBER", "Reason", "SignedArl", "build_crl", "encode_entry"]
 
 # RFC 5280 5.2.3: CRL numbers are at most 20 octets (non-negative, so below 2**159).
 MAX_CRL_NUMBER = (1 << 159) - 1
@@ -278,3 +280,22 @@ def build_crl(
     signature = der.bit_string(signer.sign(tbs))
     total = len(tbs) + len(algorithm) + len(signature)
     return b"".join((_header(0x30, total), tbs, algorithm, signature))
+
+
+@dataclass(frozen=True, slots=True)
+class SignedArl:
+    """The root CA's CRL as served: its DER and what the HTTP answer says about it."""
+
+    der: bytes
+    number: int
+    this_update: datetime
+    next_update: datetime
+
+    @classmethod
+    def parse(cls, der: bytes) -> SignedArl:
+        crl = x509.load_der_x509_crl(der)
+        next_update = crl.next_update_utc
+        if next_update is None:
+            raise ValueError("the root CRL has no nextUpdate")
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        return cls(der, number, crl.last_update_utc, next_update)

@@ -1,6 +1,9 @@
 """The CA hierarchy made by ``ca-service init``.
 
-- root CA (self-signed) -> issuing CA (pathLen 0) -> end-user client certificates;
+- root CA (self-signed) -> issuing CA (pathLen 0) -> end-user client certificates; the
+  issuing CA's certificate names the root's CRL (the ARL, :func:`sign_arl`) and the root's
+  certificate (AIA caIssuers), so that relying parties that check every certificate of the
+  path (Java's PKIX, Windows, pyhanko-certvalidator) find the issuing CA's status;
 - a separate, self-signed *services CA* for the gRPC API's own mTLS: the server's
   certificate and the operator/gateway/service client certificates. Keeping it apart from
   the user hierarchy means no end-user certificate can ever authenticate to the API.
@@ -13,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ca_service.domain.profiles import CaProfile, Role
+from ca_service.domain.profiles import CaProfile, IssuingUrls, Role
 from ca_service.pki.certificates import (
     build_certificate,
     extension,
@@ -24,6 +28,7 @@ from ca_service.pki.certificates import (
     name_der,
     new_serial,
 )
+from ca_service.pki.crl import build_crl
 from ca_service.pki.keys import CaPrivateKey, KeyAlgorithm, generate_key
 from ca_service.pki.signer import Signer, SoftwareSigner
 
@@ -34,6 +39,9 @@ __all__ = [
     "create_root",
     "create_service_credential",
     "create_subordinate",
+    "create_subordinate_for",
+    "reissue_subordinate",
+    "sign_arl",
 ]
 
 # Back-dating CA certificates a little keeps relying parties with slow clocks happy.
@@ -55,8 +63,15 @@ def _whole_seconds(instant: datetime) -> datetime:
     return instant.astimezone(UTC).replace(microsecond=0)
 
 
+def _uri(url: str) -> asn1_x509.GeneralName:
+    return general_name("uniform_resource_identifier", url)
+
+
 def _ca_extensions(
-    key_id: bytes, issuer_key_id: bytes | None, path_length: int | None
+    key_id: bytes,
+    issuer_key_id: bytes | None,
+    path_length: int | None,
+    urls: IssuingUrls | None = None,
 ) -> list[bytes]:
     constraints: dict[str, object] = {"ca": True}
     if path_length is not None:
@@ -70,6 +85,20 @@ def _ca_extensions(
     ]
     if issuer_key_id is not None:
         extensions.append(extension("authority_key_identifier", {"key_identifier": issuer_key_id}))
+    if urls is not None:
+        # RFC 5280 4.2.1.13 and 4.2.2.1; no OCSP URL: the root answers through its CRL only.
+        extensions.append(
+            extension(
+                "crl_distribution_points",
+                [{"distribution_point": {"full_name": [_uri(urls.crl_url)]}}],
+            )
+        )
+        extensions.append(
+            extension(
+                "authority_information_access",
+                [{"access_method": "ca_issuers", "access_location": _uri(urls.ca_issuers_url)}],
+            )
+        )
     return extensions
 
 
@@ -102,22 +131,85 @@ def create_subordinate(
     common_name: str,
     now: datetime,
     lifetime: timedelta,
+    urls: IssuingUrls | None = None,
 ) -> IssuedCa:
+    return create_subordinate_for(
+        issuer, issuer_signer, _spki(key), profile, common_name, now, lifetime, urls
+    )
+
+
+def create_subordinate_for(
+    issuer: IssuedCa,
+    issuer_signer: Signer,
+    spki: bytes,
+    profile: CaProfile,
+    common_name: str,
+    now: datetime,
+    lifetime: timedelta,
+    urls: IssuingUrls | None = None,
+) -> IssuedCa:
+    """A subordinate CA for the public key ``spki``, whose private key is elsewhere (an HSM)."""
     subject = name_der(organization=profile.organization, common_name=common_name)
-    spki = _spki(key)
-    key_id = key_identifier(spki)
     not_before = _whole_seconds(now - _CA_BACKDATE)
+    return reissue_subordinate(
+        issuer,
+        issuer_signer,
+        subject=subject,
+        spki=spki,
+        key_id=key_identifier(spki),
+        not_before=not_before,
+        not_after=not_before + lifetime,
+        urls=urls,
+    )
+
+
+def reissue_subordinate(
+    issuer: IssuedCa,
+    issuer_signer: Signer,
+    *,
+    subject: bytes,
+    spki: bytes,
+    key_id: bytes,
+    not_before: datetime,
+    not_after: datetime,
+    urls: IssuingUrls | None,
+) -> IssuedCa:
+    """A subordinate CA certificate (pathLen 0) for the given name, key, key identifier and
+    validity, with a new serial. With the values of an existing certificate it re-issues that
+    certificate: everything it issued still chains to the new one."""
     certificate = build_certificate(
         issuer_signer,
         serial=new_serial(),
         issuer=issuer.subject,
         not_before=not_before,
-        not_after=not_before + lifetime,
+        not_after=not_after,
         subject=subject,
         spki=spki,
-        extensions=_ca_extensions(key_id, issuer.key_id, 0),
+        extensions=_ca_extensions(key_id, issuer.key_id, 0, urls),
     )
     return IssuedCa(certificate, subject, key_id)
+
+
+def sign_arl(
+    root: IssuedCa,
+    root_signer: Signer,
+    *,
+    number: int,
+    this_update: datetime,
+    next_update: datetime,
+    revoked: Sequence[bytes] = (),
+) -> bytes:
+    """The root's CRL (an ARL: it covers the CA certificates the root issued). ``revoked``
+    holds pre-encoded entries (:func:`ca_service.pki.crl.encode_entry`); none today."""
+    return build_crl(
+        root_signer,
+        issuer_name=root.subject,
+        issuer_key_id=root.key_id,
+        this_update=_whole_seconds(this_update),
+        next_update=_whole_seconds(next_update),
+        crl_number=number,
+        entries=list(revoked),
+    )
 
 
 def create_service_credential(
@@ -176,8 +268,11 @@ class CaPair:
     issuing_key: CaPrivateKey
 
 
-def create_pair(algorithm: KeyAlgorithm, profile: CaProfile, now: datetime) -> CaPair:
-    """New keys, a self-signed root and an issuing CA (pathLen 0) named by ``profile``."""
+def create_pair(
+    algorithm: KeyAlgorithm, profile: CaProfile, now: datetime, urls: IssuingUrls | None = None
+) -> CaPair:
+    """New keys, a self-signed root and an issuing CA (pathLen 0) named by ``profile``; with
+    ``urls``, the issuing CA's certificate points at the root's CRL and certificate."""
     root_key = generate_key(algorithm)
     root = create_root(root_key, profile, profile.root_common_name, now, profile.root_lifetime)
     issuing_key = generate_key(algorithm)
@@ -189,5 +284,6 @@ def create_pair(algorithm: KeyAlgorithm, profile: CaProfile, now: datetime) -> C
         profile.issuing_common_name,
         now,
         profile.issuing_lifetime,
+        urls,
     )
     return CaPair(root, root_key, issuing, issuing_key)

@@ -51,6 +51,7 @@ __all__ = [
     "create_ocsp_signing_certificate",
     "error_response",
     "parse_request",
+    "plain_cert_id",
 ]
 
 # RFC 5019 2.1.1 asks clients to put one CertID in a request; a few more cost little and
@@ -414,6 +415,47 @@ def _request_fields(request: asn1_ocsp.OCSPRequest) -> OcspRequest:
             if _OID_BASIC_RESPONSE not in {response_type.dotted for response_type in accepted}:
                 raise OcspMalformed("the client does not accept basic OCSP responses")
     return OcspRequest(tuple(cert_ids), nonce)
+
+
+# The 8 header octets of a plain request (see plain_cert_id) of n octets, n <= 129: four
+# SEQUENCE headers with one-octet lengths, each wrapping exactly the rest.
+_PLAIN_PREFIXES: Final = {
+    n: bytes((0x30, n - 2, 0x30, n - 4, 0x30, n - 6, 0x30, n - 8)) for n in range(10, 130)
+}
+_PLAIN_DEPTH: Final = 4  # OCSPRequest > TBSRequest > requestList > Request > CertID
+
+
+def plain_cert_id(data: bytes) -> bytes | None:
+    """The CertID of a request in the RFC 5019 2.1.1 minimal shape — one CertID, no
+    version, requestor name, extensions or signature — or None for any other shape.
+
+    Only the four enclosing SEQUENCE headers are checked (DER lengths, nothing after
+    them), not the CertID itself: the result is meant as a lookup key among CertIDs that
+    :func:`parse_request` accepted before, for which the whole request is then exactly
+    as valid as the one parsed. Cheap enough for every request on the hot path."""
+    size = len(data)
+    prefix = _PLAIN_PREFIXES.get(size)
+    if prefix is not None:
+        return data[8:] if data.startswith(prefix) else None
+    position = 0
+    for _ in range(_PLAIN_DEPTH):
+        if position + 2 > size or data[position] != 0x30:
+            return None
+        first = data[position + 1]
+        position += 2
+        if first < 0x80:
+            length = first
+        else:
+            count = first & 0x7F
+            if not 1 <= count <= 3 or position + count > size or data[position] == 0:
+                return None
+            length = int.from_bytes(data[position : position + count], "big")
+            position += count
+            if length < 0x80:
+                return None  # not the minimal length encoding
+        if position + length != size:
+            return None
+    return data[position:]
 
 
 def parse_request(data: bytes) -> OcspRequest:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-__all__ = ["Signer", "SoftwareSigner"]
+__all__ = ["Signer", "SoftwareSigner", "signs_in_process"]
 
 
 @runtime_checkable
@@ -79,3 +79,10 @@ class SoftwareSigner:
         else:
             signature = self._key.sign(data, padding.PKCS1v15(), self._hash)
         return signature
+
+
+def signs_in_process(signer: Signer) -> bool:
+    """Whether ``signer`` signs in this process, in tens of microseconds, so that callers
+    on the event loop may call it directly. Any other (an HSM: a library call that may wait
+    on a device or the network) is called from a worker thread."""
+    return isinstance(signer, SoftwareSigner)

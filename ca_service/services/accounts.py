@@ -10,39 +10,46 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ca_service.adapters.mail import templates
-from ca_service.adapters.mail.outbox import OutgoingMail
-from ca_service.adapters.passwords import (
-    Argon2Passwords,
-    generate_initial_password,
-    generate_login_password,
-)
-from ca_service.adapters.sql.accounts import SqlAccountStore
 from ca_service.domain.accounts import (
+    OPERATOR_ACTOR,
     Account,
     AccountRole,
+    AuditAction,
     AuditEntry,
     InitialPassword,
     Organization,
     email_problem,
     may_manage,
 )
-from ca_service.domain.credentials import password_problem
+from ca_service.domain.credentials import (
+    generate_initial_password,
+    password_problem,
+)
+from ca_service.domain.holdings import CertificateSummary, summarize
 from ca_service.domain.identifiers import organization_problem, user_id_problem
-from ca_service.domain.lockout import Event, LockoutState, access
+from ca_service.domain.lockout import Access, Event, LockoutState, access
+from ca_service.domain.mail import MailKind, OutgoingMail
 from ca_service.errors import (
+    ErrorReason,
     InvalidArgument,
     InvalidCredentials,
     NotFound,
     PermissionDenied,
 )
-from ca_service.ports import Clock, LockoutStore, UserChanged
+from ca_service.ports import (
+    AccountStore,
+    CertificateStore,
+    Clock,
+    LockoutStore,
+    MailTemplates,
+    PasswordHasher,
+    UserChanged,
+)
 
 __all__ = ["AccountService", "NewSecret", "UserView"]
 
 _ORGANIZATION_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _ORGANIZATION_ID = re.compile(r"[A-Za-z0-9-]{4,32}")
-OPERATOR = "operator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,8 @@ class UserView:
     account: Account
     lockout: LockoutState
     now: datetime
+    # A master user's (or the operator's) listing only.
+    certificate: CertificateSummary | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +69,13 @@ class NewSecret:
     expires_at: datetime | None
 
 
-def _require(problem: str | None, reason: str, field: str) -> None:
+# The audit detail of a password change or reset: the gateways end the user's sessions logged
+# in before it (``Account.password_changed_at``); the user's own change keeps the session
+# that made it.
+_SESSIONS_END = "ended"
+
+
+def _require(problem: str | None, reason: ErrorReason, field: str) -> None:
     if problem is not None:
         raise InvalidArgument(problem, reason=reason, metadata={"field": field})
 
@@ -69,16 +84,20 @@ class AccountService:
     def __init__(
         self,
         *,
-        accounts: SqlAccountStore,
+        accounts: AccountStore,
         lockouts: LockoutStore,
-        passwords: Argon2Passwords,
+        passwords: PasswordHasher,
+        templates: MailTemplates,
         clock: Clock,
         initial_password_ttl: timedelta = timedelta(days=14),
         user_changed: UserChanged | None = None,
+        certificates: CertificateStore | None = None,
     ) -> None:
         self._accounts = accounts
+        self._certificates = certificates
         self._lockouts = lockouts
         self._passwords = passwords
+        self._templates = templates
         self._clock = clock
         self._initial_ttl = initial_password_ttl
         self._user_changed = user_changed
@@ -89,7 +108,7 @@ class AccountService:
             await self._user_changed(user_id)
 
     async def _hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._passwords.hash, password)
+        return await self._passwords.hash(password)
 
     async def _actor(self, acting_user_id: str) -> Account | None:
         """None for the operator; the acting master user's account otherwise."""
@@ -100,6 +119,12 @@ class AccountService:
             raise PermissionDenied("only the operator or a master user may manage users")
         return actor
 
+    async def managed(self, acting_user_id: str, user_id: str) -> tuple[Account | None, Account]:
+        """(the acting master user or None for the operator, the target) when the caller may
+        manage the target (SPEC A5, B6). Another organisation's user is USER_NOT_FOUND, as
+        if it did not exist; a master user managing another master is PERMISSION_DENIED."""
+        return await self._managed(acting_user_id, user_id)
+
     async def _managed(self, acting_user_id: str, user_id: str) -> tuple[Account | None, Account]:
         actor = await self._actor(acting_user_id)
         target = await self._accounts.account(user_id)
@@ -107,7 +132,7 @@ class AccountService:
             actor is not None and target.organization_id != actor.organization_id
         ):
             # A master user learns nothing about other organisations' users.
-            raise NotFound(f"no user {user_id}", reason="USER_NOT_FOUND")
+            raise NotFound(f"no user {user_id}", reason=ErrorReason.USER_NOT_FOUND)
         if not may_manage(actor, target) and not (actor and actor.user_id == target.user_id):
             raise PermissionDenied(
                 "a master user manages only the general users of its "
@@ -120,11 +145,11 @@ class AccountService:
     async def create_organization(
         self, name: str, organization_id: str = ""
     ) -> tuple[Organization, NewSecret]:
-        _require(organization_problem(name), "INVALID_ORGANIZATION", "name")
+        _require(organization_problem(name), ErrorReason.INVALID_ORGANIZATION, "name")
         if organization_id and not _ORGANIZATION_ID.fullmatch(organization_id):
             raise InvalidArgument(
                 "organization ID must be 4-32 ASCII letters, digits or '-'",
-                reason="INVALID_ORGANIZATION_ID",
+                reason=ErrorReason.INVALID_ORGANIZATION_ID,
                 metadata={"field": "organization_id"},
             )
         now = self._clock.now()
@@ -141,8 +166,8 @@ class AccountService:
             initial,
             AuditEntry(
                 now,
-                OPERATOR,
-                "create_organization",
+                OPERATOR_ACTOR,
+                AuditAction.CREATE_ORGANIZATION,
                 None,
                 {"organization_id": organization_id, "name": name},
             ),
@@ -160,8 +185,9 @@ class AccountService:
     ) -> Account:
         now = self._clock.now()
         initial = await self._accounts.initial_password(organization_id)
-        ok = await asyncio.to_thread(
-            self._passwords.verify, initial.password_hash if initial else None, initial_password
+        # Refused with Busy (nothing checked) while too many checks are under way.
+        ok = await self._passwords.verify(
+            initial.password_hash if initial else None, initial_password
         )
         if initial is None or not ok or now >= initial.expires_at:
             raise InvalidCredentials(
@@ -169,9 +195,9 @@ class AccountService:
             )
         if initial.reset_user_id is not None:
             user_id = initial.reset_user_id
-        _require(user_id_problem(user_id), "INVALID_USER_ID", "user_id")
-        _require(password_problem(password), "INVALID_PASSWORD", "password")
-        _require(email_problem(email), "INVALID_EMAIL", "email")
+        _require(user_id_problem(user_id), ErrorReason.INVALID_USER_ID, "user_id")
+        _require(password_problem(password), ErrorReason.INVALID_PASSWORD, "password")
+        _require(email_problem(email), ErrorReason.INVALID_EMAIL, "email")
         organization = await self._accounts.organization(organization_id)
         assert organization is not None
         account = Account(
@@ -184,11 +210,12 @@ class AccountService:
             None,
             now,
         )
-        action = "reset_master" if initial.reset_user_id else "register_master"
+        action = AuditAction.RESET_MASTER if initial.reset_user_id else AuditAction.REGISTER_MASTER
+        details = {"organization_id": organization_id}
+        if initial.reset_user_id is not None:
+            details["sessions"] = _SESSIONS_END
         await self._accounts.register_master(
-            initial,
-            account,
-            AuditEntry(now, user_id, action, user_id, {"organization_id": organization_id}),
+            initial, account, AuditEntry(now, user_id, action, user_id, details)
         )
         if initial.reset_user_id is not None:
             # A reset also clears a lock or block: the operator vouched for the person.
@@ -208,13 +235,15 @@ class AccountService:
             organization_id = organization_id or actor.organization_id
             if organization_id != actor.organization_id:
                 raise PermissionDenied("a master user registers users of its own organisation")
-        _require(user_id_problem(user_id), "INVALID_USER_ID", "user_id")
-        _require(email_problem(email), "INVALID_EMAIL", "email")
+        _require(user_id_problem(user_id), ErrorReason.INVALID_USER_ID, "user_id")
+        _require(email_problem(email), ErrorReason.INVALID_EMAIL, "email")
         organization = await self._accounts.organization(organization_id)
         if organization is None:
-            raise NotFound(f"no organisation {organization_id}", reason="ORGANIZATION_NOT_FOUND")
+            raise NotFound(
+                f"no organisation {organization_id}", reason=ErrorReason.ORGANIZATION_NOT_FOUND
+            )
         now = self._clock.now()
-        secret = generate_login_password()
+        secret = generate_initial_password()
         account = Account(
             user_id,
             organization_id,
@@ -224,13 +253,15 @@ class AccountService:
             await self._hash(secret),
             None,
             now,
+            # SPEC A5: the user chooses its own at its initial registration.
+            password_initial=True,
         )
         await self._accounts.create_user(
             account,
             AuditEntry(
                 now,
-                actor.user_id if actor else OPERATOR,
-                "register_user",
+                actor.user_id if actor else OPERATOR_ACTOR,
+                AuditAction.REGISTER_USER,
                 user_id,
                 {"organization_id": organization_id},
             ),
@@ -244,7 +275,7 @@ class AccountService:
         has just verified (role, organisation, lock state)."""
         target = await self._accounts.account(user_id)
         if target is None:
-            raise NotFound(f"no user {user_id}", reason="USER_NOT_FOUND")
+            raise NotFound(f"no user {user_id}", reason=ErrorReason.USER_NOT_FOUND)
         return UserView(target, await self._lockouts.state(user_id), self._clock.now())
 
     async def user(self, *, acting_user_id: str, user_id: str) -> UserView:
@@ -253,7 +284,7 @@ class AccountService:
         if target is None or (
             actor is not None and target.organization_id != actor.organization_id
         ):
-            raise NotFound(f"no user {user_id}", reason="USER_NOT_FOUND")
+            raise NotFound(f"no user {user_id}", reason=ErrorReason.USER_NOT_FOUND)
         return UserView(target, await self._lockouts.state(user_id), self._clock.now())
 
     async def users(self, *, acting_user_id: str, organization_id: str) -> list[UserView]:
@@ -263,11 +294,18 @@ class AccountService:
             if organization_id != actor.organization_id:
                 raise PermissionDenied("a master user sees only its own organisation")
         if await self._accounts.organization(organization_id) is None:
-            raise NotFound(f"no organisation {organization_id}", reason="ORGANIZATION_NOT_FOUND")
+            raise NotFound(
+                f"no organisation {organization_id}", reason=ErrorReason.ORGANIZATION_NOT_FOUND
+            )
         now = self._clock.now()
         accounts = await self._accounts.accounts(organization_id)
         states = await asyncio.gather(*(self._lockouts.state(a.user_id) for a in accounts))
-        return [UserView(a, s, now) for a, s in zip(accounts, states, strict=True)]
+        summaries: list[CertificateSummary | None] = [None] * len(accounts)
+        certificates = self._certificates
+        if certificates is not None:
+            held = await asyncio.gather(*(certificates.for_user(a.user_id) for a in accounts))
+            summaries = [summarize(records, now) for records in held]
+        return [UserView(a, s, now, c) for a, s, c in zip(accounts, states, summaries, strict=True)]
 
     async def unlock(self, *, acting_user_id: str, user_id: str) -> UserView:
         actor, target = await self._managed(acting_user_id, user_id)
@@ -275,12 +313,16 @@ class AccountService:
             raise PermissionDenied("a master user cannot unlock itself; ask the operator")
         now = self._clock.now()
         change = await self._lockouts.record(user_id, Event.UNLOCK, now)
-        was = access(change.before, now).value if target.blocked_at is None else "blocked"
-        subject, body = templates.unlocked(user_id)
+        was = access(change.before, now) if target.blocked_at is None else Access.BLOCKED
+        subject, body = self._templates.unlocked(user_id)
         # Tell the user only when something was actually cleared.
-        mail = [] if was == "open" else [OutgoingMail("unlocked", target.email, subject, body)]
-        actor_name = actor.user_id if actor else OPERATOR
-        audit = AuditEntry(now, actor_name, "unlock", user_id, {"was": was})
+        mail = (
+            []
+            if was is Access.OPEN
+            else [OutgoingMail(MailKind.UNLOCKED, target.email, subject, body)]
+        )
+        actor_name = actor.user_id if actor else OPERATOR_ACTOR
+        audit = AuditEntry(now, actor_name, AuditAction.UNLOCK, user_id, {"was": was.value})
         await self._accounts.set_blocked(user_id, None, now, [audit], mail)
         await self._announce(user_id)
         return await self.user(acting_user_id=acting_user_id, user_id=user_id)
@@ -288,7 +330,7 @@ class AccountService:
     async def reset_password(self, *, acting_user_id: str, user_id: str) -> NewSecret:
         actor, target = await self._managed(acting_user_id, user_id)
         now = self._clock.now()
-        actor_name = actor.user_id if actor else OPERATOR
+        actor_name = actor.user_id if actor else OPERATOR_ACTOR
         if target.role is AccountRole.MASTER:
             if actor is not None:
                 raise PermissionDenied("a master user's password is reset by the operator")
@@ -301,14 +343,32 @@ class AccountService:
                 now + self._initial_ttl,
             )
             await self._accounts.put_initial_password(
-                initial, AuditEntry(now, actor_name, "reset_password", user_id, {"role": "master"})
+                initial,
+                AuditEntry(
+                    now,
+                    actor_name,
+                    AuditAction.RESET_PASSWORD,
+                    user_id,
+                    {"role": AccountRole.MASTER.value, "sessions": _SESSIONS_END},
+                ),
             )
+            await self._announce(user_id)  # gateways end its sessions now
             return NewSecret(secret, initial.expires_at)
-        secret = generate_login_password()
+        secret = generate_initial_password()
         await self._accounts.set_password(
             user_id,
             await self._hash(secret),
             now,
-            [AuditEntry(now, actor_name, "reset_password", user_id, {"role": "general"})],
+            initial=True,  # the user replaces it with its own (SPEC A5)
+            audit=[
+                AuditEntry(
+                    now,
+                    actor_name,
+                    AuditAction.RESET_PASSWORD,
+                    user_id,
+                    {"role": AccountRole.GENERAL.value, "sessions": _SESSIONS_END},
+                )
+            ],
         )
+        await self._announce(user_id)  # gateways end its sessions now
         return NewSecret(secret, None)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,7 +29,14 @@ from ca_service.domain.identifiers import organization_problem, user_id_problem
 from ca_service.domain.naming import client_subject_string, pkcs12_file_name
 from ca_service.domain.records import CertificateRecord, KeySource
 from ca_service.domain.validity import validity_for
-from ca_service.errors import AlreadyExists, InvalidArgument, InvalidCsr, NotFound, StoreError
+from ca_service.errors import (
+    AlreadyExists,
+    ErrorReason,
+    InvalidArgument,
+    InvalidCsr,
+    NotFound,
+    StoreError,
+)
 from ca_service.pki.certificates import ClientCertificateFactory, ClientSubject, new_serial
 from ca_service.pki.csr import CsrRejected, accepted_public_key
 from ca_service.pki.pkcs12 import build_pkcs12_from_der
@@ -53,11 +60,13 @@ class IssuedKeyPair:
 def _subject(user_id: str, organization: str) -> ClientSubject:
     problem = user_id_problem(user_id)
     if problem is not None:
-        raise InvalidArgument(problem, reason="INVALID_USER_ID", metadata={"field": "user_id"})
+        raise InvalidArgument(
+            problem, reason=ErrorReason.INVALID_USER_ID, metadata={"field": "user_id"}
+        )
     problem = organization_problem(organization)
     if problem is not None:
         raise InvalidArgument(
-            problem, reason="INVALID_ORGANIZATION", metadata={"field": "organization"}
+            problem, reason=ErrorReason.INVALID_ORGANIZATION, metadata={"field": "organization"}
         )
     return ClientSubject(user_id=user_id, organization=organization)
 
@@ -67,7 +76,7 @@ def _hex(value: str, what: str) -> str:
     if not cleaned or any(ch not in "0123456789abcdef" for ch in cleaned):
         raise InvalidArgument(
             f"{what} must be hexadecimal",
-            reason="INVALID_ARGUMENT",
+            reason=ErrorReason.INVALID_ARGUMENT,
             metadata={"field": what.replace(" ", "_")},
         )
     return cleaned
@@ -125,7 +134,12 @@ class IssuanceService:
         return self._chain
 
     async def _issue(
-        self, subject: ClientSubject, spki: bytes, source: KeySource, actor: str
+        self,
+        subject: ClientSubject,
+        spki: bytes,
+        source: KeySource,
+        actor: str,
+        details: Mapping[str, str] | None,
     ) -> CertificateRecord:
         for _attempt in range(_SERIAL_ATTEMPTS):
             issued_at = self._clock.now()
@@ -133,7 +147,10 @@ class IssuanceService:
                 issued_at.replace(microsecond=0), self._factory.profile.not_before_skew
             )
             serial = new_serial()
-            der = self._factory.build(serial=serial, subject=subject, spki=spki, validity=validity)
+            build = partial(
+                self._factory.build, serial=serial, subject=subject, spki=spki, validity=validity
+            )
+            der = build() if self._factory.signs_in_process else await asyncio.to_thread(build)
             record = CertificateRecord(
                 serial=serial,
                 fingerprint_sha256=hashlib.sha256(der).hexdigest(),
@@ -147,7 +164,7 @@ class IssuanceService:
                 der=der,
             )
             try:
-                await self._store.record_issued(record, actor)
+                await self._store.record_issued(record, actor, details)
             except AlreadyExists:
                 log.warning(
                     "serial collision on %s; signing again with a new serial", record.serial_hex
@@ -160,39 +177,54 @@ class IssuanceService:
                 source.value,
             )
             return record
-        raise StoreError("could not find a free serial number", reason="SERIAL_CONFLICT")
+        raise StoreError("could not find a free serial number", reason=ErrorReason.SERIAL_CONFLICT)
 
     async def sign_csr(
-        self, csr: bytes, *, user_id: str, organization: str, actor: str = "operator"
+        self,
+        csr: bytes,
+        *,
+        user_id: str,
+        organization: str,
+        actor: str,
+        details: Mapping[str, str] | None = None,
     ) -> CertificateRecord:
+        """Signs for ``user_id`` under ``organization`` as given: callers check the
+        account (enrollment, AccountIssuance). ``actor`` and ``details`` go to the audit
+        entry."""
         subject = _subject(user_id, organization)
         try:
             spki = accepted_public_key(csr)
         except CsrRejected as exc:
             raise InvalidCsr(str(exc), metadata={"field": "csr"}) from None
-        return await self._issue(subject, spki, KeySource.CSR, actor)
+        return await self._issue(subject, spki, KeySource.CSR, actor, details)
 
     async def issue_with_server_key(
-        self, *, user_id: str, organization: str, password: str, actor: str = "operator"
+        self,
+        *,
+        user_id: str,
+        organization: str,
+        password: str,
+        actor: str,
+        details: Mapping[str, str] | None = None,
     ) -> IssuedKeyPair:
         subject = _subject(user_id, organization)
         if not password:
             raise InvalidArgument(
                 "a PKCS#12 password is required",
-                reason="INVALID_PASSWORD",
+                reason=ErrorReason.INVALID_PASSWORD,
                 metadata={"field": "pkcs12_password"},
             )
         if len(password) > _MAX_PASSWORD or not password.isprintable():
             raise InvalidArgument(
                 f"the PKCS#12 password must be printable and at most {_MAX_PASSWORD} characters",
-                reason="INVALID_PASSWORD",
+                reason=ErrorReason.INVALID_PASSWORD,
                 metadata={"field": "pkcs12_password"},
             )
         # The key lives only in this call (and, over a pipe, in the worker that builds the
         # PKCS#12): it goes into the PKCS#12 and is never stored.
         key = ec.generate_private_key(ec.SECP256R1())
         spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        record = await self._issue(subject, spki, KeySource.SERVER, actor)
+        record = await self._issue(subject, spki, KeySource.SERVER, actor, details)
         key_der = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
         pkcs12 = await asyncio.get_running_loop().run_in_executor(
             self._pkcs12_executor,
@@ -210,7 +242,8 @@ class IssuanceService:
         record = await self._store.by_serial(parse_serial(serial))
         if record is None:
             raise NotFound(
-                f"no certificate with serial number {serial}", reason="CERTIFICATE_NOT_FOUND"
+                f"no certificate with serial number {serial}",
+                reason=ErrorReason.CERTIFICATE_NOT_FOUND,
             )
         return record
 
@@ -219,12 +252,14 @@ class IssuanceService:
         if record is None:
             raise NotFound(
                 f"no certificate with SHA-256 fingerprint {fingerprint}",
-                reason="CERTIFICATE_NOT_FOUND",
+                reason=ErrorReason.CERTIFICATE_NOT_FOUND,
             )
         return record
 
     async def for_user(self, user_id: str) -> Sequence[CertificateRecord]:
         problem = user_id_problem(user_id)
         if problem is not None:
-            raise InvalidArgument(problem, reason="INVALID_USER_ID", metadata={"field": "user_id"})
+            raise InvalidArgument(
+                problem, reason=ErrorReason.INVALID_USER_ID, metadata={"field": "user_id"}
+            )
         return await self._store.for_user(user_id)

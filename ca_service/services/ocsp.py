@@ -1,23 +1,25 @@
 """The OCSP responder (RFC 6960; RFC 5019 profile for GET): good / revoked / unknown for
 the issuing CA's certificates, signed by a delegated responder key.
 
-Responses without a nonce are signed once per CertID and served from memory until half
-of their validity has passed; a revocation anywhere (the revocation feed) drops the
-affected entries at once. A request with a nonce is signed on demand, since the nonce
-must be echoed. Every input gets a well-formed OCSP answer: malformedRequest for what does
-not parse, unauthorized for another issuer's certificates.
+Responses without a nonce are signed once per CertID (whatever else the request carries)
+and served from memory until half of their validity has passed; the memory is bounded in
+bytes (least recently used answers go first), and a revocation anywhere (the revocation
+feed) drops the affected answers at once. A request with a nonce is signed on demand,
+since the nonce must be echoed. Every input gets a well-formed OCSP answer:
+malformedRequest for what does not parse, unauthorized for another issuer's certificates,
+tryLater while the store cannot be read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ca_service.adapters.sql.revocations import SqlRevocationStore
+from ca_service.errors import StoreError
 from ca_service.pki import der
 from ca_service.pki.ocsp import (
     CertStatus,
@@ -27,10 +29,11 @@ from ca_service.pki.ocsp import (
     build_response,
     error_response,
     parse_request,
+    plain_cert_id,
 )
-from ca_service.pki.signer import Signer
-from ca_service.ports import CertificateStore, Clock
-from ca_service.services.revocation import RevocationFeed
+from ca_service.pki.signer import Signer, signs_in_process
+from ca_service.ports import CertificateStore, Clock, RevocationFeed, RevocationStore
+from ca_service.services.ocsp_cache import AnswerCache
 
 __all__ = ["OcspAnswer", "OcspResponder"]
 
@@ -39,7 +42,9 @@ log = logging.getLogger(__name__)
 _HASHES = ("sha1", "sha256", "sha384", "sha512")
 
 
-@dataclass(frozen=True, slots=True)
+# Compared and hashed by identity, and weakly referable: the HTTP adapter keeps what it
+# renders for an answer only as long as the answer itself lives.
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class OcspAnswer:
     body: bytes
     # Set for a cacheable (signed, nonce-free) answer: when it was made and until when
@@ -65,11 +70,12 @@ class OcspResponder:
         issuer_name: bytes,
         issuer_public_key: bytes,
         certificates: CertificateStore,
-        revocations: SqlRevocationStore,
+        revocations: RevocationStore,
         clock: Clock,
+        cache_bytes: int,
         validity: timedelta = timedelta(hours=1),
-        cache_size: int = 1_000_000,
     ) -> None:
+        """``cache_bytes`` bounds the memory of pre-signed answers (CA_OCSP_CACHE_BYTES)."""
         self._signer = signer
         self._certificate = responder_certificate
         self._key_id = responder_key_id
@@ -77,15 +83,13 @@ class OcspResponder:
         self._revocations = revocations
         self._clock = clock
         self._validity = validity
-        self._cache_size = cache_size
         key_bits = der.spki_key_bits(issuer_public_key)
         # The (name hash, key hash) pairs, per hash algorithm, that identify our issuer.
         self._issuer = {
             name: (hashlib.new(name, issuer_name).digest(), hashlib.new(name, key_bits).digest())
             for name in _HASHES
         }
-        self._answers: OrderedDict[bytes, tuple[OcspAnswer, datetime, int]] = OrderedDict()
-        self._by_serial: dict[int, set[bytes]] = {}
+        self.cache: AnswerCache[OcspAnswer] = AnswerCache(cache_bytes)
         self._last_sequence = 0
 
     def use_key(self, signer: Signer, certificate: bytes, key_id: bytes) -> None:
@@ -93,8 +97,7 @@ class OcspResponder:
         if certificate == self._certificate:
             return
         self._signer, self._certificate, self._key_id = signer, certificate, key_id
-        self._answers.clear()
-        self._by_serial.clear()
+        self.cache.clear()
         log.info("OCSP responder key rotated")
 
     # -- keeping the cache honest ----------------------------------------------------------
@@ -104,8 +107,7 @@ class OcspResponder:
         while True:
             batch = await self._revocations.since(self._last_sequence)
             for record in batch:
-                for key in self._by_serial.pop(record.serial, ()):
-                    self._answers.pop(key, None)
+                self.cache.drop_serial(record.serial)
             if batch:
                 self._last_sequence = batch[-1].sequence
             if len(batch) < 1000:
@@ -116,6 +118,8 @@ class OcspResponder:
         while not stop.is_set():
             try:
                 await self.catch_up()
+            except StoreError:
+                pass  # the outage is logged once, by the store's availability
             except Exception as exc:
                 log.warning("OCSP cache catch-up failed: %s", type(exc).__name__)
             await feed.wait(1.0)
@@ -123,14 +127,15 @@ class OcspResponder:
     # -- answering -------------------------------------------------------------------------
 
     def cached(self, request_der: bytes) -> OcspAnswer | None:
-        """The answer from memory when there is a fresh one (no awaiting: the fast path)."""
-        entry = self._answers.get(request_der)
-        if entry is None:
-            return None
-        answer, refresh_at, _ = entry
-        if self._clock.now() >= refresh_at:
-            return None
-        return answer
+        """The answer from memory when there is a fresh one for a request of the plain
+        shape (one CertID, nothing else): no parsing, no awaiting — the fast path."""
+        cert_id = plain_cert_id(request_der)
+        return None if cert_id is None else self.cached_answer(cert_id)
+
+    def cached_answer(self, cert_id: bytes) -> OcspAnswer | None:
+        """The fresh answer in memory for ``cert_id``, a CertID found by
+        :func:`~ca_service.pki.ocsp.plain_cert_id`."""
+        return self.cache.get(cert_id, self._clock.now())
 
     async def respond(self, request_der: bytes) -> OcspAnswer:
         try:
@@ -138,7 +143,10 @@ class OcspResponder:
         except OcspMalformed:
             return OcspAnswer(error_response("malformed_request"))
         try:
-            return await self._answer(request, request_der)
+            return await self._answer(request)
+        except StoreError:
+            # RFC 6960 2.3: the responder cannot answer now (the outage is logged once).
+            return OcspAnswer(error_response("try_later"))
         except Exception:
             log.exception("OCSP answer failed")
             return OcspAnswer(error_response("internal_error"))
@@ -153,7 +161,7 @@ class OcspResponder:
         reason = int(revocation.reason) if revocation is not None else None
         return _Status(CertStatus.REVOKED, record.revoked_at, reason or None)
 
-    async def _answer(self, request: OcspRequest, request_der: bytes) -> OcspAnswer:
+    async def _answer(self, request: OcspRequest) -> OcspAnswer:
         for cert_id in request.cert_ids:
             if self._issuer.get(cert_id.hash_algorithm) != (
                 cert_id.issuer_name_hash,
@@ -161,6 +169,13 @@ class OcspResponder:
             ):
                 # RFC 6960 2.3: we are not authoritative for that issuer.
                 return OcspAnswer(error_response("unauthorized"))
+        # One CertID and no nonce: the answer echoes nothing but the CertID, so any
+        # request for it (whatever its other fields) shares one signed answer.
+        shared = len(request.cert_ids) == 1 and request.nonce is None
+        if shared:
+            remembered = self.cache.get(request.cert_ids[0].der, self._clock.now())
+            if remembered is not None:
+                return remembered
         now = self._clock.now().replace(microsecond=0)
         next_update = now + self._validity
         statuses = []
@@ -171,7 +186,8 @@ class OcspResponder:
                     cert_id.der, status.status, now, next_update, status.revoked_at, status.reason
                 )
             )
-        body = build_response(
+        build = functools.partial(
+            build_response,
             self._signer,
             responder_key_id=self._key_id,
             responder_certificate=self._certificate,
@@ -179,23 +195,14 @@ class OcspResponder:
             statuses=statuses,
             nonce=request.nonce,
         )
+        # An HSM's signature may wait on the device: not on the event loop.
+        body = build() if signs_in_process(self._signer) else await asyncio.to_thread(build)
         if request.nonce is not None:
             return OcspAnswer(body)
         answer = OcspAnswer(body, now, next_update)
         # An unknown serial is not remembered: it may be issued by another process a
         # moment later.
-        if len(request.cert_ids) == 1 and statuses[0].status is not CertStatus.UNKNOWN:
-            self._remember(request_der, answer, request.cert_ids[0].serial, now)
+        if shared and statuses[0].status is not CertStatus.UNKNOWN:
+            cert_id = request.cert_ids[0]
+            self.cache.put(cert_id.der, cert_id.serial, answer, len(body), now + self._validity / 2)
         return answer
-
-    def _remember(self, key: bytes, answer: OcspAnswer, serial: int, now: datetime) -> None:
-        self._answers[key] = (answer, now + self._validity / 2, serial)
-        self._answers.move_to_end(key)
-        self._by_serial.setdefault(serial, set()).add(key)
-        while len(self._answers) > self._cache_size:
-            old_key, (_, _, old_serial) = self._answers.popitem(last=False)
-            keys = self._by_serial.get(old_serial)
-            if keys is not None:
-                keys.discard(old_key)
-                if not keys:
-                    del self._by_serial[old_serial]

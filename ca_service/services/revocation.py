@@ -8,20 +8,17 @@ wake-up costs at most that long, never a gap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from redis.asyncio import Redis
-
-from ca_service.adapters.sql.revocations import RevocationRecord, SqlRevocationStore
-from ca_service.errors import InvalidArgument
+from ca_service.domain.records import RevocationRecord
+from ca_service.errors import ErrorReason, InvalidArgument
 from ca_service.pki.crl import Reason
-from ca_service.ports import Clock
+from ca_service.ports import Clock, RevocationFeed, RevocationStore
 
-__all__ = ["RevocationFeed", "RevocationService", "WatchBatch"]
+__all__ = ["RevocationService", "WatchBatch"]
 
 log = logging.getLogger(__name__)
 
@@ -35,97 +32,11 @@ class WatchBatch:
     changed_users: tuple[str, ...] = ()
 
 
-_USER_CHANGE = "user:"
-
-
-class RevocationFeed:
-    """Wakes watchers when a revocation may have happened anywhere, and tells them which
-    users' lock state changed (messages ``user:<ID>`` on the same channel)."""
-
-    def __init__(self, redis: Redis | None, channel: str) -> None:
-        self._redis = redis
-        self._channel = channel
-        self._changed = asyncio.Event()
-        self._listener: asyncio.Task[None] | None = None
-        self._user_watchers: list[set[str]] = []
-
-    def start(self) -> None:
-        if self._redis is not None and self._listener is None:
-            self._listener = asyncio.create_task(self._listen())
-
-    async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-
-    async def _listen(self) -> None:
-        assert self._redis is not None
-        while True:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            data = message.get("data")
-                            text = data.decode() if isinstance(data, bytes) else str(data)
-                            if text.startswith(_USER_CHANGE):
-                                self._deliver(text.removeprefix(_USER_CHANGE))
-                            else:
-                                self.poke()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Watchers still poll the database; retry the subscription shortly.
-                log.warning("revocation wake-up channel failed: %s", type(exc).__name__)
-                await asyncio.sleep(1)
-
-    def poke(self) -> None:
-        self._changed.set()
-        # Each waiter sees the event; clear on the next loop turn so late waiters wait.
-        asyncio.get_running_loop().call_soon(self._changed.clear)
-
-    async def publish(self, sequence: int) -> None:
-        self.poke()
-        if self._redis is not None:
-            try:
-                await self._redis.publish(self._channel, str(sequence))
-            except Exception as exc:
-                log.warning("cannot publish revocation %d: %s", sequence, type(exc).__name__)
-
-    def _deliver(self, user_id: str) -> None:
-        for changed in self._user_watchers:
-            changed.add(user_id)
-        self.poke()
-
-    async def publish_user_change(self, user_id: str) -> None:
-        self._deliver(user_id)
-        if self._redis is not None:
-            try:
-                await self._redis.publish(self._channel, _USER_CHANGE + user_id)
-            except Exception as exc:
-                log.warning("cannot publish a user change: %s", type(exc).__name__)
-
-    @contextlib.contextmanager
-    def user_changes(self) -> Iterator[set[str]]:
-        """A set that collects the user IDs changed while the block runs."""
-        changed: set[str] = set()
-        self._user_watchers.append(changed)
-        try:
-            yield changed
-        finally:
-            self._user_watchers.remove(changed)
-
-    async def wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), seconds)
-
-
 class RevocationService:
     def __init__(
         self,
         *,
-        store: SqlRevocationStore,
+        store: RevocationStore,
         feed: RevocationFeed,
         clock: Clock,
         poll_interval: float = 1.0,
@@ -150,12 +61,12 @@ class RevocationService:
             reason = Reason.from_name(reason_name) if reason_name else Reason.UNSPECIFIED
         except ValueError as exc:
             raise InvalidArgument(
-                str(exc), reason="INVALID_REASON", metadata={"field": "reason"}
+                str(exc), reason=ErrorReason.INVALID_REASON, metadata={"field": "reason"}
             ) from None
         if reason is Reason.REMOVE_FROM_CRL:
             raise InvalidArgument(
                 "removeFromCRL is only for delta CRLs, not a revocation",
-                reason="INVALID_REASON",
+                reason=ErrorReason.INVALID_REASON,
                 metadata={"field": "reason"},
             )
         now = self._clock.now()

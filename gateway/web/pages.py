@@ -1,16 +1,19 @@
 """Rendering the screens: Jinja2 templates (autoescaped), the static files, and the headers
-every gateway page carries."""
+every gateway page carries. Every template sees the site's name and the CA's rule figures
+(``rules``, with the ``duration`` and ``hours`` filters for its durations)."""
 
 from __future__ import annotations
 
 import mimetypes
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
 import jinja2
 
+from gateway.accounts import Rules
 from gateway.server import Response
+from gateway.web.messages import duration_text, hours_text
 
 __all__ = ["PAGE_HEADERS", "Pages", "redirect", "static_file"]
 
@@ -31,12 +34,15 @@ PAGE_HEADERS = (
 
 
 class Pages:
-    def __init__(self, site_name: str) -> None:
+    def __init__(self, site_name: str, rules: Rules) -> None:
         self._environment = jinja2.Environment(
             loader=jinja2.PackageLoader("gateway.web", "templates"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self._environment.globals["rules"] = rules
+        self._environment.filters["duration"] = duration_text
+        self._environment.filters["hours"] = hours_text
         self._site_name = site_name
 
     def render(
@@ -88,21 +94,24 @@ def redirect(location: str, headers: list[tuple[str, str]] | None = None) -> Res
     return Response(303, [("Location", location), ("Cache-Control", "no-store"), *(headers or [])])
 
 
-@lru_cache(maxsize=32)
-def _static(name: str) -> tuple[bytes, str] | None:
-    if not name or "/" in name or name.startswith("."):
-        return None
-    resource = resources.files("gateway.web").joinpath("static", name)
-    if not resource.is_file():
-        return None
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    if content_type.startswith("text/") or content_type.endswith("javascript"):
-        content_type += "; charset=utf-8"
-    return resource.read_bytes(), content_type
+@cache
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    """Every file of ``static/``, read once: a request names one of these or gets 404, and
+    no name a client sends ever reaches the file system (a 300-character name used to raise
+    ENAMETOOLONG there)."""
+    files: dict[str, tuple[bytes, str]] = {}
+    for resource in resources.files("gateway.web").joinpath("static").iterdir():
+        if not resource.is_file() or resource.name.startswith("."):
+            continue
+        content_type = mimetypes.guess_type(resource.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type.endswith("javascript"):
+            content_type += "; charset=utf-8"
+        files[resource.name] = (resource.read_bytes(), content_type)
+    return files
 
 
 def static_file(name: str) -> Response | None:
-    found = _static(name)
+    found = _static_files().get(name)
     if found is None:
         return None
     body, content_type = found

@@ -1,6 +1,7 @@
 """SPEC C1-C3: certificate validity and the calendar rules built on it.
 
-The worked examples in /work/shared/vectors/validity.csv are used exactly as written; the
+The worked examples in tests/vectors/validity.csv (a copy of the shared SPEC vectors) are used
+exactly as written; the
 property tests use an independent oracle (a fixed UTC+09:00 offset: Japan has had no DST
 since 1951) rather than the module's own ZoneInfo arithmetic.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import csv
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,8 +29,9 @@ from ca_service.domain.validity import (
     renewal_opens_at,
     validity_for,
 )
+from tests.vectors import SHARED_VALIDITY_CSV, VALIDITY_CSV
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "validity.csv"
+VECTORS = VALIDITY_CSV
 COLUMNS = (
     "issued_at",
     "issue_day_jst",
@@ -60,7 +61,7 @@ def _require(row: dict[str, str] | None) -> dict[str, str]:
     if row is None:
         pytest.fail(
             f"SPEC C1-C3 test vectors not found at {VECTORS}; they must be present "
-            "(see /work/shared/vectors/README.md)"
+            "(see tests/vectors/README.md)"
         )
     return row
 
@@ -84,6 +85,13 @@ def test_vectors_file_is_present_and_well_formed() -> None:
         rows = list(reader)
         assert tuple(reader.fieldnames or ()) == COLUMNS
     assert rows, "validity.csv has no rows"
+
+
+def test_vectors_match_the_shared_copy() -> None:
+    """The project's copy stays identical to the specification's, where that exists."""
+    if not SHARED_VALIDITY_CSV.is_file():
+        return  # a clone with nothing beside it: the project's copy is the reference
+    assert VECTORS.read_bytes() == SHARED_VALIDITY_CSV.read_bytes()
 
 
 @pytest.mark.parametrize("row", _vector_params())

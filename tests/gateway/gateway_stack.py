@@ -4,18 +4,25 @@ upstream and ``ca-gateway`` processes, with users and certificates made through 
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import redis
 
 from ca_service.api import pb
 from ca_service.client import secure_channel, stub
 from tests.smtp_sink import SmtpSink
 from tests.stack_support import MASTER_PASSWORD, Stack, authenticate, new_org, start_stack
-from tests.support import run, start_listening, tool
+from tests.support import run, start_listening, stop_process, tool
 
-__all__ = ["GatewayStack", "Process", "start_gateway_stack"]
+__all__ = [
+    "CertifiedUser",
+    "GatewayStack",
+    "Process",
+    "gateway_stack_on",
+    "start_gateway_stack",
+]
 
 _LISTENING = re.compile(r"listening on https?://([\d.]+):(\d+)/")
 
@@ -37,16 +44,20 @@ class Process:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+@dataclass(frozen=True)
+class CertifiedUser:
+    """A registered master user with a certificate: ``cert`` holds cert.pem and key.pem."""
+
+    user_id: str
+    password: str
+    email: str
+    cert: Path
 
 
 @dataclass
@@ -82,9 +93,21 @@ class GatewayStack:
             GATEWAY_REDIS_URL=self.ca.redis_url,
             GATEWAY_MAX_STALENESS="5",
             GATEWAY_USER_CACHE_SECONDS="0.5",
+            # Every test logs in from 127.0.0.1, against one Redis for the whole session: the
+            # per-client limits get their own values only in the tests about them.
+            GATEWAY_AUTH_RATE_PER_MINUTE="100000",
+            GATEWAY_AUTH_BURST="100000",
         )
         env.update(extra)
         return env
+
+    def following(self, index: int) -> dict[str, str]:
+        """Gateway settings that make it follow the ``index``-th ca-service process."""
+        server = self.ca.servers[index]
+        return {
+            "GATEWAY_CA_ADDRESS": server.address,
+            "GATEWAY_CRL_URL": server.http + "/crl/issuing.crl",
+        }
 
     def start_gateway(self, name: str = "gateway", **extra: str) -> Process:
         process = Process(
@@ -92,6 +115,14 @@ class GatewayStack:
         ).start()
         self.gateways.append(process)
         return process
+
+    def lockout_keys(self, pattern: str) -> int:
+        """How many user IDs matching ``pattern`` the CA has lockout counters for, i.e.
+        whose password it checked."""
+        with redis.Redis.from_url(self.ca.redis_url) as client:
+            return sum(
+                1 for _ in client.scan_iter(f"{self.ca.prefix}lockout:{pattern}", count=1000)
+            )
 
     def operator_api(self) -> object:
         return stub(secure_channel(self.ca.servers[0].address, self.ca.operator))
@@ -103,6 +134,12 @@ class GatewayStack:
         """A registered master user of a new organisation: (user ID, password, e-mail)."""
         _, email = new_org(self.ca, self.smtp, name)
         return name, MASTER_PASSWORD, email
+
+    def certified_user(self, name: str, directory: Path) -> CertifiedUser:
+        """A new master user (its own organisation) and a certificate in ``directory``."""
+        user_id, password, email = self.new_user(name)
+        certificate = self.issue(user_id, password, email, directory)
+        return CertifiedUser(user_id, password, email, certificate)
 
     def issue(self, user_id: str, password: str, email: str, directory: Path) -> Path:
         """Issues a certificate through the enrollment API; writes cert.pem and key.pem."""
@@ -138,24 +175,51 @@ class GatewayStack:
             server.stop()
 
 
-def start_gateway_stack(tmp: Path, redis_url: str, smtp: SmtpSink) -> GatewayStack:
-    ca = start_stack(tmp, redis_url, smtp, count=1)
-    run(
-        [
-            tool("ca-service"),
-            "server-cert",
-            "--name",
-            "gateway",
-            "--dns",
-            "localhost",
-            "--ip",
-            "127.0.0.1",
-        ],
-        ca.env,
-    )
+def gateway_stack_on(ca: Stack, smtp: SmtpSink, tmp: Path) -> GatewayStack:
+    """A stack on the running CA ``ca``, no gateway started yet (``start_gateway``): the
+    gateway's server certificate made, the sample upstream started. If that fails, the
+    CA's servers are stopped too."""
     upstream = Process(
         [tool("ca-demo-upstream"), "--listen", "127.0.0.1:0"], dict(ca.env), tmp / "upstream.log"
-    ).start()
+    )
     stack = GatewayStack(ca, smtp, tmp, upstream, tls_dir=ca.data_dir / "tls" / "gateway")
-    stack.start_gateway()
+    try:
+        run(
+            [
+                tool("ca-service"),
+                "server-cert",
+                "--name",
+                "gateway",
+                "--dns",
+                "localhost",
+                "--ip",
+                "127.0.0.1",
+            ],
+            ca.env,
+        )
+        upstream.start()
+    except BaseException:
+        stack.stop()  # none of it may outlive a failed start
+        raise
+    return stack
+
+
+def start_gateway_stack(
+    tmp: Path,
+    redis_url: str,
+    smtp: SmtpSink,
+    *,
+    ca_count: int = 1,
+    gateway_ca: int = 0,
+    **ca_env: str,
+) -> GatewayStack:
+    """``ca_count`` ca-service processes on one store; the gateway follows the
+    ``gateway_ca``-th (gRPC and CRL)."""
+    ca = start_stack(tmp, redis_url, smtp, count=ca_count, **ca_env)
+    stack = gateway_stack_on(ca, smtp, tmp)
+    try:
+        stack.start_gateway(**stack.following(gateway_ca))
+    except BaseException:
+        stack.stop()  # none of it may outlive a failed start
+        raise
     return stack

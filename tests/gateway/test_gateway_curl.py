@@ -19,79 +19,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ca_service.api import pb
-from tests.gateway.gateway_stack import GatewayStack, Process
+from gateway.sessions import COOKIE_NAME
+from tests.gateway.curl import Client, echoed_headers, logged_in_master
+from tests.gateway.gateway_stack import CertifiedUser, GatewayStack, Process
 from tests.support import PASSPHRASE, free_port, run, tool
 
 pytestmark = pytest.mark.slow
 
 
-class Client:
-    """curl with one cookie jar (one browser, as it were), optionally presenting a cert."""
-
-    def __init__(self, stack: GatewayStack, tmp: Path, cert: Path | None = None) -> None:
-        self.stack = stack
-        self.jar = tmp / f"jar-{id(self)}.txt"
-        self.cert = cert
-
-    def __call__(
-        self, path: str, *extra: str, url: str | None = None
-    ) -> tuple[int, dict[str, str], str]:
-        args = ["curl", "-sS", "--cacert", str(self.stack.trust), "-b", str(self.jar)]
-        args += ["-c", str(self.jar), "-D", "-", "--max-time", "20"]
-        if self.cert is not None:
-            args += ["--cert", str(self.cert / "cert.pem"), "--key", str(self.cert / "key.pem")]
-        result = subprocess.run(
-            [*args, *extra, (url or self.stack.url) + path], capture_output=True
-        )
-        if result.returncode != 0:
-            return -result.returncode, {}, result.stderr.decode(errors="replace")
-        # Bytes, not text mode: universal newlines would turn the CRLFs into LFs.
-        head, _, body = result.stdout.decode(errors="replace").partition("\r\n\r\n")
-        while head.startswith("HTTP/1.1 100"):
-            head, _, body = body.partition("\r\n\r\n")
-        lines = head.split("\r\n")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return int(lines[0].split()[1]), headers, body
-
-    def csrf(self, path: str, url: str | None = None) -> str:
-        status, _, body = self(path, url=url)
-        assert status == 200, body
-        match = re.search(r'name="csrf" value="([^"]+)"', body)
-        assert match, body
-        return match.group(1)
-
-    def login(
-        self, user_id: str, password: str, *, url: str | None = None, next_path: str = ""
-    ) -> tuple[int, dict[str, str], str]:
-        token = self.csrf("/login/password", url)
-        fields = {"csrf": token, "user_id": user_id, "password": password}
-        if next_path:
-            fields["next"] = next_path
-        args = [
-            part
-            for name, value in fields.items()
-            for part in ("--data-urlencode", f"{name}={value}")
-        ]
-        return self("/login/password", *args, url=url)
-
-
 @pytest.fixture(scope="module")
-def user(
-    gateway_stack: GatewayStack, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, object]:
-    user_id, password, email = gateway_stack.new_user("curl0001")
-    directory = gateway_stack.issue(user_id, password, email, tmp_path_factory.mktemp("curl0001"))
-    return {"user_id": user_id, "password": password, "email": email, "dir": directory}
-
-
-def _echo(body: str) -> dict[str, list[str]]:
-    received: dict[str, list[str]] = {}
-    for name, value in json.loads(body)["headers"]:
-        received.setdefault(name.lower(), []).append(value)
-    return received
+def user(gateway_stack: GatewayStack, tmp_path_factory: pytest.TempPathFactory) -> CertifiedUser:
+    return gateway_stack.certified_user("curl0001", tmp_path_factory.mktemp("curl0001"))
 
 
 def test_without_a_certificate_protected_routes_lead_to_the_login_page(
@@ -99,7 +37,7 @@ def test_without_a_certificate_protected_routes_lead_to_the_login_page(
 ) -> None:
     client = Client(gateway_stack, tmp_path)
     status, headers, _ = client("/echo")
-    assert status == 303 and headers["location"] == "/login"
+    assert status == 303 and headers["location"] == "/login?next=/echo"
     status, headers, body = client("/login")
     assert status == 200
     for label in (
@@ -118,14 +56,14 @@ def test_without_a_certificate_protected_routes_lead_to_the_login_page(
 
 
 def test_login_needs_certificate_and_password_then_identity_reaches_upstream(
-    gateway_stack: GatewayStack, user: dict[str, object], tmp_path: Path
+    gateway_stack: GatewayStack, user: CertifiedUser, tmp_path: Path
 ) -> None:
-    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    client = Client(gateway_stack, tmp_path, user.cert)
     status, headers, _ = client("/echo")
     assert status == 303 and headers["location"].startswith("/login/password")
-    status, _, body = client.login(str(user["user_id"]), "Wrong-Pass1!")
-    assert status == 400 and "ユーザーIDまたはパスワードが正しくありません" in body
-    status, headers, _ = client.login(str(user["user_id"]), str(user["password"]))
+    status, _, body = client.follow(client.login(user.user_id, "Wrong-Pass1!"), "/login/password")
+    assert status == 200 and "ユーザーIDまたはパスワードが正しくありません" in body
+    status, headers, _ = client.login(user.user_id, user.password)
     assert status == 303 and headers["location"] == "/"
     status, _, body = client(
         "/echo",
@@ -141,65 +79,60 @@ def test_login_needs_certificate_and_password_then_identity_reaches_upstream(
         "X-Forwarded-For: 10.9.9.9",
     )
     assert status == 200, body
-    received = _echo(body)
-    assert received["x-user-id"] == [user["user_id"]]
+    received = echoed_headers(body)
+    assert received["x-user-id"] == [user.user_id]
     assert not {"x_user_id", "forwarded", "x-real-ip"} & received.keys()
     assert received["x-user-role"] == ["master"]
     org_id = received["x-org-id"][0]
     assert org_id != "OTHER" and re.fullmatch(r"[A-Za-z0-9-]+", org_id)
-    der = x509.load_pem_x509_certificate(
-        (user["dir"] / "cert.pem").read_bytes()  # type: ignore[operator]
-    ).public_bytes(serialization.Encoding.DER)
+    der = x509.load_pem_x509_certificate((user.cert / "cert.pem").read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
     (xfcc,) = received["x-forwarded-client-cert"]
     assert f"Hash={hashlib.sha256(der).hexdigest()}" in xfcc
-    assert f"CN={user['user_id']}" in xfcc and "URI=" in xfcc
+    assert f"CN={user.user_id}" in xfcc and "URI=" in xfcc
     assert received["x-forwarded-for"] == ["127.0.0.1"]
     assert received["x-forwarded-proto"] == ["https"]
     # The sample upstream greets by user ID and organisation.
     status, _, body = client("/")
-    assert status == 200 and f"ようこそ、{user['user_id']} さん" in body
+    assert status == 200 and f"ようこそ、{user.user_id} さん" in body
     assert "curl0001 株式会社" in body
     # The access log: one JSON line per request with user ID and serial, never a secret.
     time.sleep(0.2)
     log = gateway_stack.gateways[0].log()
     entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-    echo = [e for e in entries if e["path"] == "/echo" and e["user_id"] == user["user_id"]]
+    echo = [e for e in entries if e["path"] == "/echo" and e["user_id"] == user.user_id]
     assert echo and echo[-1]["status"] == 200 and echo[-1]["tls"] in ("TLSv1.2", "TLSv1.3")
     assert echo[-1]["serial"] == format(x509.load_der_x509_certificate(der).serial_number, "x")
-    assert str(user["password"]) not in log and "Wrong-Pass1!" not in log
+    assert user.password not in log and "Wrong-Pass1!" not in log
     assert "__Host-gw_session=" not in log
     # Logout ends the session: the next request goes back to the login page.
-    token = re.search(r'name="csrf" value="([^"]+)"', client("/login")[2])
-    assert token
-    status, headers, _ = client("/logout", "--data-urlencode", f"csrf={token.group(1)}")
+    status, headers, _ = client.post("/logout", csrf=client.csrf("/login"))
     assert status == 303
     assert client("/echo")[0] == 303
 
 
 def test_forms_without_the_csrf_token_are_rejected(
-    gateway_stack: GatewayStack, user: dict[str, object], tmp_path: Path
+    gateway_stack: GatewayStack, user: CertifiedUser, tmp_path: Path
 ) -> None:
-    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    client = Client(gateway_stack, tmp_path, user.cert)
     client.csrf("/login/password")
-    status, _, body = client(
+    status, _, body = client.post(
         "/login/password",
-        "--data-urlencode",
-        "csrf=forged",
-        "--data-urlencode",
-        f"user_id={user['user_id']}",
-        "--data-urlencode",
-        f"password={user['password']}",
+        csrf="forged",
+        user_id=user.user_id,
+        password=user.password,
     )
     assert status == 403 and "画面の有効期限が切れました" in body
 
 
 def test_the_password_must_belong_to_the_certificate_user(
-    gateway_stack: GatewayStack, user: dict[str, object], tmp_path: Path
+    gateway_stack: GatewayStack, user: CertifiedUser, tmp_path: Path
 ) -> None:
     other, password, _ = gateway_stack.new_user("curl0002")
-    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
-    status, _, body = client.login(other, password)
-    assert status == 400 and "電子証明書と一致しません" in body
+    client = Client(gateway_stack, tmp_path, user.cert)
+    status, _, body = client.follow(client.login(other, password))
+    assert status == 200 and "電子証明書と一致しません" in body
     assert client("/echo")[0] == 303
 
 
@@ -288,15 +221,27 @@ def test_foreign_expired_and_non_client_certificates_are_refused(
         not_after=datetime(2027, 12, 1, tzinfo=UTC),
         eku=ExtendedKeyUsageOID.SERVER_AUTH,
     )
-    for certificate in (foreign, expired, server_only):
-        result = Client(gateway_stack, tmp_path, certificate)("/echo")
-        assert _refused(result), (certificate.name, result)
+    # The handshake takes any certificate (issue 11): the gateway's page says why it is refused.
+    for certificate, reason in (
+        (foreign, "この電子証明書は本サービスが発行したものではありません。"),
+        (expired, "電子証明書の有効期限が切れています。"),
+        (server_only, "この電子証明書はログインには使えません。"),
+    ):
+        status, _, body = Client(gateway_stack, tmp_path, certificate)("/echo")
+        assert status == 403 and reason in body, (certificate.name, status, body)
         # ... and the login page does not take them for a user either.
         login = Client(gateway_stack, tmp_path, certificate)("/login/password")
         assert _refused(login), (certificate.name, login)
 
 
-def _s_client(stack: GatewayStack, cert: Path, session: Path, request: str, reuse: bool) -> str:
+def _s_client(
+    stack: GatewayStack,
+    cert: Path,
+    session: Path,
+    request: str,
+    reuse: bool,
+    version: str = "-tls1_2",
+) -> str:
     args = [
         "openssl",
         "s_client",
@@ -306,7 +251,7 @@ def _s_client(stack: GatewayStack, cert: Path, session: Path, request: str, reus
         "localhost",
         "-CAfile",
         str(stack.trust),
-        "-tls1_2",
+        version,
         "-cert",
         str(cert / "cert.pem"),
         "-key",
@@ -321,18 +266,13 @@ def _s_client(stack: GatewayStack, cert: Path, session: Path, request: str, reus
 def test_revocation_takes_effect_within_a_second_also_on_a_resumed_tls_session(
     gateway_stack: GatewayStack, tmp_path: Path
 ) -> None:
-    user_id, password, email = gateway_stack.new_user("curl0003")
-    cert = gateway_stack.issue(user_id, password, email, tmp_path / "cert")
+    owner = gateway_stack.certified_user("curl0003", tmp_path / "cert")
+    cert = owner.cert
     client = Client(gateway_stack, tmp_path, cert)
-    client.login(user_id, password)
-    cookie = next(
-        line.split("\t")[-1].strip()
-        for line in client.jar.read_text().splitlines()
-        if "__Host-gw_session" in line
-    )
+    client.login(owner.user_id, owner.password)
     request = (
         "GET /echo HTTP/1.1\r\nHost: localhost\r\n"
-        f"Cookie: __Host-gw_session={cookie}\r\nConnection: close\r\n\r\n"
+        f"Cookie: {COOKIE_NAME}={client.session_cookie()}\r\nConnection: close\r\n\r\n"
     )
     session = tmp_path / "tls-session.pem"
     first = _s_client(gateway_stack, cert, session, request, reuse=False)
@@ -358,11 +298,36 @@ def test_revocation_takes_effect_within_a_second_also_on_a_resumed_tls_session(
     assert "HTTP/1.1 403" in resumed and "HTTP/1.1 200" not in resumed  # ... the check was not
 
 
-def test_bodies_stream_through_in_both_directions(
-    gateway_stack: GatewayStack, user: dict[str, object], tmp_path: Path
+def test_a_resumed_tls13_session_keeps_its_client_certificate(
+    gateway_stack: GatewayStack, tmp_path: Path
 ) -> None:
-    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
-    client.login(str(user["user_id"]), str(user["password"]))
+    """TLS 1.3 resumes by ticket: the gateway still knows (and checks) the certificate."""
+    owner, client = logged_in_master(gateway_stack, "curl0005", tmp_path)
+    request = (
+        "GET /echo HTTP/1.1\r\nHost: localhost\r\n"
+        f"Cookie: {COOKIE_NAME}={client.session_cookie()}\r\nConnection: close\r\n\r\n"
+    )
+    session = tmp_path / "tls13-session.pem"
+    first = _s_client(gateway_stack, owner.cert, session, request, False, "-tls1_3")
+    assert "HTTP/1.1 200 OK" in first and "New, TLSv1.3" in first, first
+    resumed = _s_client(gateway_stack, owner.cert, session, request, True, "-tls1_3")
+    assert "Reused, TLSv1.3" in resumed, resumed
+    assert "HTTP/1.1 200 OK" in resumed
+    assert echoed_headers(_body(resumed))["x-user-id"] == [owner.user_id]
+
+
+def _body(s_client_output: str) -> str:
+    """The JSON body of the answer in openssl s_client's output (more may follow it)."""
+    start = s_client_output.index("{", s_client_output.index("HTTP/1.1 200 OK"))
+    _, end = json.JSONDecoder().raw_decode(s_client_output, start)
+    return s_client_output[start:end]
+
+
+def test_bodies_stream_through_in_both_directions(
+    gateway_stack: GatewayStack, user: CertifiedUser, tmp_path: Path
+) -> None:
+    client = Client(gateway_stack, tmp_path, user.cert)
+    client.login(user.user_id, user.password)
     upload = tmp_path / "upload.bin"
     data = (b"0123456789abcdef" * 65536) * 10  # 10 MiB
     upload.write_bytes(data)
@@ -409,10 +374,10 @@ def impatient_gateway(gateway_stack: GatewayStack) -> Process:
 def test_slow_upstream_is_a_504_and_a_dead_one_a_502(
     gateway_stack: GatewayStack,
     impatient_gateway: Process,
-    user: dict[str, object],
+    user: CertifiedUser,
     tmp_path: Path,
 ) -> None:
-    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    client = Client(gateway_stack, tmp_path, user.cert)
     url = f"https://localhost:{impatient_gateway.port}"
     status, _, body = client("/slow?seconds=3", url=url)
     assert status == 504 and "応答がありません" in body
@@ -422,9 +387,9 @@ def test_slow_upstream_is_a_504_and_a_dead_one_a_502(
     )
     status, _, body = client("/login", url=f"https://localhost:{dead.port}")
     assert status == 200  # the screens do not need the upstream
-    dead_client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    dead_client = Client(gateway_stack, tmp_path, user.cert)
     dead_url = f"https://localhost:{dead.port}"
-    dead_client.login(str(user["user_id"]), str(user["password"]), url=dead_url)
+    dead_client.login(user.user_id, user.password, url=dead_url)
     status, _, body = dead_client("/echo", url=dead_url)
     assert status == 502 and "接続できません" in body
 
@@ -439,8 +404,7 @@ def test_a_revocation_reaches_every_worker_process_within_a_second(
         GATEWAY_LISTEN=f"127.0.0.1:{port}",
         GATEWAY_REQUIRE_LOGIN="0",
     )
-    user_id, password, email = gateway_stack.new_user("curl0004")
-    cert = gateway_stack.issue(user_id, password, email, tmp_path / "cert")
+    cert = gateway_stack.certified_user("curl0004", tmp_path / "cert").cert
     client = Client(gateway_stack, tmp_path, cert)
     url = f"https://localhost:{workers.port}"
     seen = set()
@@ -510,17 +474,15 @@ def test_a_new_server_certificate_is_used_without_dropping_open_connections(
 
 
 def test_login_returns_to_the_page_asked_for_but_never_off_site(
-    gateway_stack: GatewayStack, user: dict[str, object], tmp_path: Path
+    gateway_stack: GatewayStack, user: CertifiedUser, tmp_path: Path
 ) -> None:
-    client = Client(gateway_stack, tmp_path, user["dir"])  # type: ignore[arg-type]
+    client = Client(gateway_stack, tmp_path, user.cert)
     status, headers, _ = client("/echo?x=1")
     assert status == 303 and headers["location"] == "/login/password?next=/echo%3Fx%3D1"
     status, _, body = client(headers["location"])
     assert 'name="next" value="/echo?x=1"' in body
     for target, expected in (("//evil.example/", "/"), ("/echo?x=1", "/echo?x=1")):
-        status, headers, _ = client.login(
-            str(user["user_id"]), str(user["password"]), next_path=target
-        )
+        status, headers, _ = client.login(user.user_id, user.password, next_path=target)
         assert status == 303 and headers["location"] == expected
 
 

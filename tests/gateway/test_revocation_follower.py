@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from ca_service.adapters.keystore import CaFiles
 from ca_service.api import pb
@@ -17,13 +18,16 @@ from ca_service.client import aio_secure_channel, secure_channel, stub
 from gateway.revocations import RevocationFollower
 from tests.smtp_sink import SmtpSink
 from tests.stack_support import new_org, start_stack
-from tests.support import CaProcess, ca_env, init_ca, make_csr, run, tool
+from tests.support import CaProcess, ca_env, create_user, init_ca, make_csr, run, tool
+
+pytestmark = pytest.mark.serial
 
 
 def _issue(server: CaProcess) -> int:
+    create_user(server.address, server.operator(), "follow01", "Follow")
     with secure_channel(server.address, server.operator()) as channel:
         response = stub(channel).SignCsr(
-            pb.SignCsrRequest(csr=make_csr(), user_id="follow01", organization="Follow")
+            pb.SignCsrRequest(csr=make_csr(), user_id="follow01", override_renewal_window=True)
         )
     return int(response.certificate.serial_number, 16)
 
@@ -141,86 +145,6 @@ def test_the_crl_keeps_the_view_current_while_the_stream_is_down(
     finally:
         streaming.kill()
         publishing.stop()
-
-
-def _self_signed(name: str) -> tuple[object, object]:
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509 as x509_
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509_.Name([x509_.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(UTC)
-    certificate = (
-        x509_.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509_.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate, key
-
-
-def _crl(certificate: object, key: object, serials: list[int], next_update_days: float) -> bytes:
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509 as x509_
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    now = datetime.now(UTC)
-    builder = (
-        x509_.CertificateRevocationListBuilder()
-        .issuer_name(certificate.subject)  # type: ignore[attr-defined]
-        .last_update(now - timedelta(days=2))
-        .next_update(now + timedelta(days=next_update_days))
-    )
-    for serial in serials:
-        builder = builder.add_revoked_certificate(
-            x509_.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
-        )
-    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)  # type: ignore[arg-type]
-
-
-async def test_only_a_verified_current_crl_is_used(tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from gateway.crl_fallback import CrlSource
-
-    ours, our_key = _self_signed("Issuing")
-    theirs, their_key = _self_signed("Issuing")  # same name, another key
-    served = {"body": b"not a CRL"}
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        body = served["body"]
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    our_der = ours.public_bytes(Encoding.DER)  # type: ignore[attr-defined]
-    source = CrlSource(f"http://127.0.0.1:{port}/crl", our_der, timeout=2)
-    try:
-        assert await source.fetch() is None  # garbage
-        served["body"] = _crl(theirs, their_key, [7], 7)
-        assert await source.fetch() is None  # signed by another key
-        served["body"] = _crl(ours, our_key, [7], -1)
-        assert await source.fetch() is None  # past nextUpdate
-        served["body"] = _crl(ours, our_key, [7, 9], 7)
-        fetched = await source.fetch()
-        assert fetched is not None and fetched.serials == frozenset({7, 9})
-        assert await CrlSource("http://127.0.0.1:1/crl", our_der).fetch() is None  # refused
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def test_lock_and_unlock_reach_the_follower_through_the_stream(

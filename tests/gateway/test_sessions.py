@@ -5,23 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
 
+from ca_service.shared.clock import SystemClock
+from ca_service.shared.redis_peer import RedisPeer
 from gateway.sessions import COOKIE_NAME, Session, SessionStore
+from tests.clock import FakeClock
 
 
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-async def test_a_sealed_secret_is_readable_only_with_the_cookie_key(redis: Redis) -> None:
-    store = SessionStore(redis, idle=60, absolute=3600)
+async def test_a_sealed_secret_is_readable_only_with_the_cookie_key(
+    redis: Redis, peer: RedisPeer
+) -> None:
+    store = SessionStore(peer, idle=60, absolute=3600, clock=SystemClock())
     session = store.new()
     await store.seal(session, "sealed_password", "Secr3t-Pass!", ttl=30)
     await store.save(session)
@@ -31,6 +29,7 @@ async def test_a_sealed_secret_is_readable_only_with_the_cookie_key(redis: Redis
     assert session.cookie_value().split(".")[1].encode() not in stored
     loaded = await store.load(session.cookie_value())
     assert loaded is not None
+    assert store.holds(loaded, "sealed_password") and not store.holds(loaded, "other")
     assert await store.unseal(loaded, "sealed_password") == "Secr3t-Pass!"
     # Another key (a forged or mixed-up cookie) cannot open it.
     forged = Session(session.session_id, bytes(32), loaded.created, loaded.data)
@@ -44,13 +43,41 @@ async def test_a_sealed_secret_is_readable_only_with_the_cookie_key(redis: Redis
     stale = await store.load(session.cookie_value())
     assert stale is not None
     await store.erase(loaded, "sealed_password")
+    assert not store.holds(loaded, "sealed_password")
     await store.save(loaded)
     await store.save(stale)
     assert await store.unseal(stale, "sealed_password") is None
 
 
-async def test_a_destroyed_session_is_not_written_back(redis: Redis) -> None:
-    store = SessionStore(redis, idle=60, absolute=3600)
+async def test_the_session_data_is_stored_only_encrypted(redis: Redis, peer: RedisPeer) -> None:
+    store = SessionStore(peer, idle=60, absolute=3600, clock=SystemClock())
+    session = store.new()
+    session.data["user_id"] = "ippan0042"
+    session.data["flash"] = {"error": "x", "values": {"email": "hanako@example.jp"}}
+    assert await store.save(session)
+    (key,) = await redis.keys("gw:session:*")
+    stored = await redis.get(key)
+    assert (
+        b"ippan0042" not in stored
+        and b"hanako" not in stored
+        and session.csrf.encode() not in stored
+    )
+    loaded = await store.load(session.cookie_value())
+    assert loaded is not None and loaded.data == session.data
+    # The right ID with another key: no session (not its data under a wrong key).
+    assert await store.load(f"{session.session_id}.{'A' * 43}") is None
+    # A session saved in the clear by an earlier version is read once, then sealed.
+    await redis.set(
+        key, json.dumps({"created": session.created, "data": {"user_id": "earlier0001"}})
+    )
+    earlier = await store.load(session.cookie_value())
+    assert earlier is not None and earlier.user_id == "earlier0001"
+    assert await store.save(earlier)
+    assert b"earlier0001" not in await redis.get(key)
+
+
+async def test_a_destroyed_session_is_not_written_back(peer: RedisPeer) -> None:
+    store = SessionStore(peer, idle=60, absolute=3600, clock=SystemClock())
     session = store.new()
     assert await store.save(session)
     session.fresh = False
@@ -61,8 +88,8 @@ async def test_a_destroyed_session_is_not_written_back(redis: Redis) -> None:
     assert await store.load(session.cookie_value()) is None
 
 
-async def test_rotation_gives_a_new_id_and_drops_the_old_one(redis: Redis) -> None:
-    store = SessionStore(redis, idle=60, absolute=3600)
+async def test_rotation_gives_a_new_id_and_drops_the_old_one(redis: Redis, peer: RedisPeer) -> None:
+    store = SessionStore(peer, idle=60, absolute=3600, clock=SystemClock())
     session = store.new()
     session.data["user_id"] = "taro0001"
     await store.save(session)
@@ -77,30 +104,35 @@ async def test_rotation_gives_a_new_id_and_drops_the_old_one(redis: Redis) -> No
     assert reloaded is not None and reloaded.user_id == "taro0001"
 
 
-async def test_idle_and_absolute_expiry(redis: Redis) -> None:
-    store = SessionStore(redis, idle=1, absolute=3600)
+async def test_idle_and_absolute_expiry(redis: Redis, peer: RedisPeer) -> None:
+    store = SessionStore(peer, idle=1, absolute=3600, clock=SystemClock())
     session = store.new()
     await store.save(session)
     assert 0 < await redis.ttl(next(iter(await redis.keys("gw:session:*")))) <= 1
     await asyncio.sleep(1.2)
     assert await store.load(session.cookie_value()) is None
-    old = SessionStore(redis, idle=60, absolute=5)
+    clock = FakeClock()
+    old = SessionStore(peer, idle=60, absolute=5, clock=clock)
     session = old.new()
-    session.created -= 10
     await old.save(session)
+    clock.advance(timedelta(seconds=5))
+    assert await old.load(session.cookie_value()) is not None
+    clock.advance(timedelta(seconds=0.001))
     assert await old.load(session.cookie_value()) is None
 
 
 @pytest.mark.parametrize("cookie", [None, "", "nodot", "a.!!!", "a." + "A" * 10, "x" * 300])
-async def test_malformed_cookies_are_no_session(redis: Redis, cookie: str | None) -> None:
-    assert await SessionStore(redis, idle=60, absolute=60).load(cookie) is None
+async def test_malformed_cookies_are_no_session(peer: RedisPeer, cookie: str | None) -> None:
+    assert await SessionStore(peer, idle=60, absolute=60, clock=SystemClock()).load(cookie) is None
 
 
-async def test_csrf_check_and_cookie_attributes(redis: Redis) -> None:
-    store = SessionStore(redis, idle=60, absolute=3600)
+async def test_csrf_check_and_cookie_attributes(peer: RedisPeer) -> None:
+    store = SessionStore(peer, idle=60, absolute=3600, clock=SystemClock())
     session = store.new()
     assert session.csrf_ok(session.csrf)
     assert not session.csrf_ok(None) and not session.csrf_ok("") and not session.csrf_ok("x")
+    # Not ASCII: refused, not a TypeError from hmac.compare_digest (issue 9, item 8).
+    assert not session.csrf_ok("トークン") and not session.csrf_ok(session.csrf[:-1] + "é")
     header = store.cookie_header(session)
     assert header.startswith(f"{COOKIE_NAME}={session.cookie_value()};")
     for attribute in ("Path=/", "Secure", "HttpOnly", "SameSite=Lax"):
@@ -109,8 +141,8 @@ async def test_csrf_check_and_cookie_attributes(redis: Redis) -> None:
     json.dumps(session.data)  # what is stored is plain JSON
 
 
-async def test_a_visitor_who_only_looked_is_kept_briefly(redis: Redis) -> None:
-    store = SessionStore(redis, idle=1800, absolute=3600, anonymous_idle=600)
+async def test_a_visitor_who_only_looked_is_kept_briefly(redis: Redis, peer: RedisPeer) -> None:
+    store = SessionStore(peer, idle=1800, absolute=3600, anonymous_idle=600, clock=SystemClock())
     looked = store.new()
     await store.save(looked)
     working = store.new()
@@ -121,3 +153,15 @@ async def test_a_visitor_who_only_looked_is_kept_briefly(redis: Redis) -> None:
         for name, session in (("looked", looked), ("working", working))
     }
     assert 590 <= ttl["looked"] <= 600 and 1790 <= ttl["working"] <= 1800
+
+
+async def test_a_login_counts_only_with_its_own_user_and_certificate(peer: RedisPeer) -> None:
+    store = SessionStore(peer, idle=60, absolute=3600, clock=SystemClock())
+    session = store.new()
+    assert not session.logged_in_with("kaiin01", 0x1234)  # no login yet
+    session.data.update({"user_id": "kaiin01", "serial": 0x1234})
+    await store.save(session)
+    loaded = await store.load(session.cookie_value())  # as Redis gives it back
+    assert loaded is not None and loaded.logged_in_with("kaiin01", 0x1234)
+    assert not loaded.logged_in_with("kaiin01", 0x1235)  # another certificate of the user
+    assert not loaded.logged_in_with("kaiin02", 0x1234)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
@@ -19,8 +18,11 @@ from tests.support import (
     PASSPHRASE,
     CaProcess,
     ca_env,
+    create_user,
     init_ca,
+    make_csr,
     openssl_verify,
+    pbes2_parameters,
     pkilint_certificate,
     run,
     tool,
@@ -35,24 +37,32 @@ def _admin(server: CaProcess, *args: str, check: bool = True):  # type: ignore[n
 
 
 def _csr_file(path: Path) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name.from_rfc4514_string("CN=x"))
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(csr.public_bytes(Encoding.PEM))
+    path.write_bytes(make_csr(encoding=Encoding.PEM))
     return path
 
 
 def test_init_makes_encrypted_keys_and_refuses_to_overwrite(tmp_path: Path) -> None:
     data_dir = tmp_path / "ca"
     files = init_ca(data_dir)
-    for name in ("root", "issuing", "services"):
+    salts = set()
+    for name in ("root", "issuing", "services", "grpc"):
         key = files.path(name, "key.pem")
         assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        # Issue 9, item 7: read back from the file, PBKDF2-HMAC-SHA256 >= 600,000.
+        parameters = pbes2_parameters(key.read_bytes())
+        assert (parameters["kdf"], parameters["prf"], parameters["cipher"]) == (
+            "pbkdf2",
+            "sha256",
+            "aes256_cbc",
+        )
+        assert parameters["iterations"] >= 600_000  # type: ignore[operator]
+        salts.add(parameters["salt"])
+    assert len(salts) == 4
     assert stat.S_IMODE(files.path("credentials", "operator", "key.pem").stat().st_mode) == 0o600
+    # Every directory of the data directory is private, credentials/ included.
+    for directory in [data_dir, *(p for p in data_dir.rglob("*") if p.is_dir())]:
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     gateway = x509.load_pem_x509_certificate(
         files.path("credentials", "gateway", "cert.pem").read_bytes()
     )
@@ -67,6 +77,57 @@ def test_init_makes_encrypted_keys_and_refuses_to_overwrite(tmp_path: Path) -> N
         f"ca-service: error: a CA already exists in {data_dir}; refusing to overwrite it"
     )
     assert {p: p.read_bytes() for p in data_dir.rglob("*.pem")} == before
+
+
+def test_serve_encrypts_older_key_files_again_and_tightens_directories(
+    tmp_path: Path, redis_server: str
+) -> None:
+    """A data directory written by an older version (keys under PBKDF2 at 2,048
+    iterations, credentials/ 0755) is brought up to today's protection when the CA loads,
+    and the CA works with the files it rewrote."""
+    from cryptography.hazmat.primitives import serialization
+
+    from ca_service.pki.keys import decrypt_private_key
+
+    data_dir = tmp_path / "ca"
+    files = init_ca(data_dir)
+    keys = [files.path(name, "key.pem") for name in ("root", "issuing", "services", "grpc")]
+    originals = {}
+    for path in keys:
+        key = decrypt_private_key(path.read_bytes(), PASSPHRASE.encode())
+        originals[path] = key.private_numbers()
+        path.write_bytes(  # what cryptography's BestAvailableEncryption writes
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(PASSPHRASE.encode()),
+            )
+        )
+        assert pbes2_parameters(path.read_bytes())["iterations"] == 2048
+    for directory in ("credentials", "credentials/operator", "credentials/gateway"):
+        (data_dir / directory).chmod(0o755)
+
+    env = ca_env(data_dir, CA_REDIS_URL=redis_server, CA_REDIS_PREFIX="upgrade:")
+    server = CaProcess(data_dir, env, tmp_path / "ca.log").start()
+    try:
+        for path in [*keys, files.path("ocsp", "key.pem")]:
+            assert pbes2_parameters(path.read_bytes())["iterations"] == 600_000, path
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        for path in keys:  # the same keys, under the new protection
+            key = decrypt_private_key(path.read_bytes(), PASSPHRASE.encode())
+            assert key.private_numbers() == originals[path]
+        for directory in ("credentials", "credentials/operator", "credentials/gateway"):
+            assert stat.S_IMODE((data_dir / directory).stat().st_mode) == 0o700
+        log = (tmp_path / "ca.log").read_text()
+        assert f"{files.path('issuing', 'key.pem')} encrypted again" in log
+        assert f"{data_dir / 'credentials'} was readable by others; now 0700" in log
+        assert _admin(server, "ca", "chain").stdout.count("BEGIN CERTIFICATE") == 2
+    finally:
+        server.stop()
+    # A second start finds nothing to do.
+    server = CaProcess(data_dir, env, tmp_path / "ca2.log").start()
+    server.stop()
+    assert "encrypted again" not in (tmp_path / "ca2.log").read_text()
 
 
 def test_init_needs_a_passphrase_and_reads_it_from_a_file(tmp_path: Path) -> None:
@@ -96,7 +157,7 @@ def test_serve_with_wrong_passphrase_fails_with_one_clear_line(tmp_path: Path) -
     assert PASSPHRASE not in result.stderr + result.stdout
 
 
-def test_rsa_3072_hierarchy_issues_valid_certificates(tmp_path: Path) -> None:
+def test_rsa_3072_hierarchy_issues_valid_certificates(tmp_path: Path, redis_server: str) -> None:
     data_dir = tmp_path / "ca"
     files = init_ca(data_dir, CA_KEY_ALGORITHM="rsa-3072")
     issuing = x509.load_pem_x509_certificate(files.path("issuing", "ca.pem").read_bytes())
@@ -104,8 +165,21 @@ def test_rsa_3072_hierarchy_issues_valid_certificates(tmp_path: Path) -> None:
     assert isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size == 3072
     pkilint_certificate(files.path("root", "ca.pem"))
     pkilint_certificate(files.path("issuing", "ca.pem"))
-    server = CaProcess(data_dir, ca_env(data_dir), tmp_path / "log").start()
+    env = ca_env(data_dir, CA_REDIS_URL=redis_server, CA_REDIS_PREFIX="rsa3072:")
+    server = CaProcess(data_dir, env, tmp_path / "log").start()
     try:
+        _admin(server, "org", "create", "--name", ORG, "--id", "RSA-ORG1")
+        _admin(
+            server,
+            "user",
+            "create",
+            "--org",
+            "RSA-ORG1",
+            "--user",
+            "rsa00001",
+            "--email",
+            "rsa@example.jp",
+        )
         out = tmp_path / "leaf.pem"
         _admin(
             server,
@@ -127,6 +201,7 @@ def test_rsa_3072_hierarchy_issues_valid_certificates(tmp_path: Path) -> None:
 
 
 def test_admin_commands_human_and_json(ca_server: CaProcess, tmp_path: Path) -> None:
+    create_user(ca_server.address, ca_server.operator(), "cli00001", ORG)
     csr = _csr_file(tmp_path / "u.csr")
     out = tmp_path / "u.pem"
     human = _admin(
@@ -156,22 +231,23 @@ def test_admin_commands_human_and_json(ca_server: CaProcess, tmp_path: Path) -> 
 
     password_file = tmp_path / "pw"
     password_file.write_text("S3cret-pass!\n")
-    issued = json.loads(
-        _admin(
-            ca_server,
-            "--json",
-            "cert",
-            "issue",
-            "--user",
-            "cli00001",
-            "--org",
-            ORG,
-            "--out-dir",
-            str(tmp_path / "p12"),
-            "--password-file",
-            str(password_file),
-        ).stdout
-    )
+    issue = [
+        "--json",
+        "cert",
+        "issue",
+        "--user",
+        "cli00001",
+        "--out-dir",
+        str(tmp_path / "p12"),
+        "--password-file",
+        str(password_file),
+    ]
+    # cli00001 holds a valid certificate: the renewal window (SPEC C2) applies ...
+    refused = _admin(ca_server, *issue, check=False)
+    assert refused.returncode == 1 and refused.stderr.strip().endswith("(ALREADY_ISSUED)")
+    assert "renewal opens on" in refused.stderr
+    # ... until the operator overrides it, explicitly.
+    issued = json.loads(_admin(ca_server, *issue, "--override-renewal-window").stdout)
     p12 = Path(issued["pkcs12_file"])
     assert p12.name.startswith("cli00001") and p12.suffix == ".p12"
     assert stat.S_IMODE(os.stat(p12).st_mode) == 0o600
@@ -185,6 +261,48 @@ def test_admin_commands_human_and_json(ca_server: CaProcess, tmp_path: Path) -> 
     chain = _admin(ca_server, "ca", "chain", "--out", str(tmp_path / "chain.pem")).stdout
     assert chain.count("BEGIN CERTIFICATE") == 2
     assert len(x509.load_pem_x509_certificates((tmp_path / "chain.pem").read_bytes())) == 2
+
+
+def test_admin_issues_only_for_accounts_in_their_own_organisation(
+    ca_server: CaProcess, tmp_path: Path
+) -> None:
+    """Issue 9, item 9: `ca-admin cert sign|issue` for a user without an account, or with
+    another organisation in --org, is refused in one line; the audit names the caller."""
+    csr = str(_csr_file(tmp_path / "u.csr"))
+    password_file = tmp_path / "pw"
+    password_file.write_text("S3cret-pass!\n")
+    no_account = _admin(ca_server, "cert", "sign", "--csr", csr, "--user", "ghost001", check=False)
+    assert no_account.returncode == 1
+    assert no_account.stderr.strip() == (
+        "ca-admin: error: no user ghost001: certificates are issued only for existing accounts "
+        "(USER_NOT_FOUND)"
+    )
+    organization_id = create_user(ca_server.address, ca_server.operator(), "sample02", ORG)
+    for command in (
+        ["cert", "sign", "--csr", csr],
+        ["cert", "issue", "--out-dir", str(tmp_path), "--password-file", str(password_file)],
+    ):
+        evil = _admin(ca_server, *command, "--user", "sample02", "--org", "Evil Corp", check=False)
+        assert evil.returncode == 1 and evil.stdout == ""
+        assert evil.stderr.strip() == (
+            f"ca-admin: error: user sample02 belongs to organisation {organization_id} ({ORG}), "
+            "not 'Evil Corp'; the subject's organisation always comes from the account, so "
+            "leave it out (ORGANIZATION_MISMATCH)"
+        )
+    signed = json.loads(
+        _admin(ca_server, "--json", "cert", "sign", "--csr", csr, "--user", "sample02").stdout
+    )
+    assert signed["organization"] == ORG
+    audit = json.loads(
+        _admin(
+            ca_server, "--json", "audit", "list", "--user", "sample02", "--action", "issue"
+        ).stdout
+    )
+    (entry,) = audit
+    details = json.loads(entry["details"])
+    assert entry["actor"] == "operator:operator"
+    assert details["caller_role"] == "operator" and details["caller_credential"] == "operator"
+    assert details["renewal_window"] == "open" and details["serial"] == signed["serial_number"]
 
 
 @pytest.mark.parametrize(
@@ -232,6 +350,7 @@ def test_admin_issue_asks_for_the_password_on_the_terminal(
     import termios
     import time
 
+    create_user(ca_server.address, ca_server.operator(), "tty00001", ORG)
     main_fd, child_fd = pty.openpty()
     env = ca_env(ca_server.data_dir, CA_GRPC_ADDRESS=ca_server.address)
 

@@ -14,7 +14,9 @@ import pytest
 from ca_service.adapters.sql.database import open_database
 from ca_service.api import pb
 from ca_service.client import aio_secure_channel, stub
-from tests.support import CaProcess, ca_env, init_ca, make_csr
+from tests.support import CaProcess, ca_env, create_user, init_ca, make_csr
+
+pytestmark = pytest.mark.serial
 
 CLIENTS = 32
 
@@ -31,7 +33,7 @@ async def _issue_until_killed(
                 try:
                     response = await api.SignCsr(
                         pb.SignCsrRequest(
-                            csr=csr, user_id=f"crash{index:04d}", organization="Crash Test"
+                            csr=csr, user_id=f"crash{index:04d}", override_renewal_window=True
                         ),
                         timeout=5,
                     )
@@ -44,7 +46,7 @@ async def _issue_until_killed(
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_every_received_certificate_survives_sigkill(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, redis_server: str
 ) -> None:
     data_dir = tmp_path / "ca"
     extra = {}
@@ -52,7 +54,14 @@ def test_every_received_certificate_survives_sigkill(
         extra["CA_DATABASE_URL"] = request.getfixturevalue("postgres_url")
     init_ca(data_dir, **extra)
     database_url = extra.get("CA_DATABASE_URL", f"sqlite:///{data_dir / 'ca.db'}")
-    server = CaProcess(data_dir, ca_env(data_dir, **extra), tmp_path / "ca.log").start()
+    env = ca_env(data_dir, CA_REDIS_URL=redis_server, CA_REDIS_PREFIX=f"crash-{backend}:", **extra)
+    server = CaProcess(data_dir, env, tmp_path / "ca.log").start()
+    try:
+        for index in range(CLIENTS):
+            create_user(server.address, server.operator(), f"crash{index:04d}", "Crash Test")
+    except BaseException:
+        server.kill()
+        raise
     received: list[str] = []
     stop = threading.Event()
 

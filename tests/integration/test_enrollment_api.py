@@ -19,11 +19,12 @@ from tests.smtp_sink import SmtpSink, code_from
 from tests.stack_support import (
     Stack,
     authenticate,
+    choose_password,
     new_org,
     reason_of,
     start_stack,
 )
-from tests.support import run, tool
+from tests.support import make_csr, run, tool
 
 
 def test_master_registers_a_general_user_who_enrolls(
@@ -37,7 +38,7 @@ def test_master_registers_a_general_user_who_enrolls(
         )
     )
     assert created.user.organization_id == organization_id
-    password = created.initial_password
+    password = choose_password(stack, "staff001", created.initial_password)
 
     ticket = authenticate(stack, smtp, "staff001", password, "staff001@example.jp")
     issued = gateway.IssueCertificate(
@@ -80,9 +81,7 @@ def test_master_registers_a_general_user_who_enrolls(
 
 def test_enrollment_with_a_csr(stack: Stack, smtp: SmtpSink) -> None:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import Encoding
 
     new_org(stack, smtp, "master02")
     gateway = stack.api(stack.gateway)
@@ -91,14 +90,10 @@ def test_enrollment_with_a_csr(stack: Stack, smtp: SmtpSink) -> None:
             acting_user_id="master02", user_id="staff002", email="staff002@example.jp"
         )
     )
-    ticket = authenticate(stack, smtp, "staff002", created.initial_password, "staff002@example.jp")
+    password = choose_password(stack, "staff002", created.initial_password)
+    ticket = authenticate(stack, smtp, "staff002", password, "staff002@example.jp")
     key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name.from_rfc4514_string("CN=x"))
-        .sign(key, hashes.SHA256())
-        .public_bytes(Encoding.DER)
-    )
+    csr = make_csr(key=key)
     issued = gateway.IssueCertificate(pb.IssueCertificateRequest(issuance_ticket=ticket, csr=csr))
     assert issued.pkcs12 == b"" and issued.certificate.user_id == "staff002"
     assert x509.load_der_x509_certificate(issued.certificate.der).public_key() == key.public_key()
@@ -112,6 +107,7 @@ def test_lock_mail_state_and_unlock_by_master(stack: Stack, smtp: SmtpSink) -> N
             acting_user_id="master03", user_id="staff003", email="staff003@example.jp"
         )
     )
+    password = choose_password(stack, "staff003", created.initial_password)
     for attempt in range(6):
         with pytest.raises(grpc.RpcError) as caught:
             gateway.StartAuthentication(
@@ -138,7 +134,7 @@ def test_lock_mail_state_and_unlock_by_master(stack: Stack, smtp: SmtpSink) -> N
     )
     assert unlocked.state == pb.USER_STATE_ACTIVE and unlocked.lock_count == 0
     smtp.wait_for(lambda m: "staff003@" in str(m["To"]) and "解除" in str(m["Subject"]))
-    authenticate(stack, smtp, "staff003", created.initial_password, "staff003@example.jp")
+    authenticate(stack, smtp, "staff003", password, "staff003@example.jp")
 
 
 def test_parallel_wrong_passwords_on_two_processes_lock_exactly_once(
@@ -196,8 +192,9 @@ def test_parallel_wrong_codes_on_two_processes_count_exactly_five(
             acting_user_id="master06", user_id="staff006", email="staff006@example.jp"
         )
     )
+    password = choose_password(stack, "staff006", created.initial_password)
     started = gateway.StartAuthentication(
-        pb.StartAuthenticationRequest(user_id="staff006", password=created.initial_password)
+        pb.StartAuthenticationRequest(user_id="staff006", password=password)
     )
     mail = smtp.wait_for(lambda m: "staff006@" in str(m["To"]))[-1]
     code = code_from(mail)
@@ -263,6 +260,7 @@ def test_admin_commands_for_accounts_and_mail(stack: Stack, smtp: SmtpSink) -> N
     assert "initial password (shown once):" in human and "general" in human
     shown = run([tool("ca-admin"), "user", "show", "admin007"], env).stdout
     assert "state:        active" in shown
+    assert "password:     given; the user must change it" in shown  # SPEC A5
     reset = run([tool("ca-admin"), "user", "reset-password", "admin007"], env).stdout
     assert "new initial password for admin007" in reset
     listed = run([tool("ca-admin"), "user", "list", "--org", "ADMIN-ORG"], env).stdout
@@ -351,6 +349,7 @@ def test_real_short_lock_duration_three_locks_block(
                 acting_user_id="master09", user_id="staff009", email="staff009@example.jp"
             )
         )
+        password = choose_password(short, "staff009", created.initial_password)
         outcomes = []
         for lock in range(3):
             for _ in range(6):
@@ -366,14 +365,14 @@ def test_real_short_lock_duration_three_locks_block(
         assert outcomes == ["LOCKED", "LOCKED", "BLOCKED"]
         with pytest.raises(grpc.RpcError) as caught:  # even the right password
             gateway.StartAuthentication(
-                pb.StartAuthenticationRequest(user_id="staff009", password=created.initial_password)
+                pb.StartAuthenticationRequest(user_id="staff009", password=password)
             )
         assert reason_of(caught.value)[1] == "BLOCKED"
         smtp.wait_for(lambda m: "staff009@" in str(m["To"]) and "閉塞" in str(m["Subject"]))
         shown = short.api(short.operator).GetUser(pb.GetUserRequest(user_id="staff009"))
         assert shown.state == pb.USER_STATE_BLOCKED and shown.lock_count == 3
         gateway.UnlockUser(pb.UnlockUserRequest(user_id="staff009", acting_user_id="master09"))
-        authenticate(short, smtp, "staff009", created.initial_password, "staff009@example.jp")
+        authenticate(short, smtp, "staff009", password, "staff009@example.jp")
     finally:
         for server in short.servers:
             server.stop()

@@ -10,7 +10,14 @@ import pytest
 from ca_service.api import pb
 from ca_service.client import api_error
 from tests.smtp_sink import SmtpSink
-from tests.stack_support import MASTER_PASSWORD, Stack, authenticate, new_org, reason_of
+from tests.stack_support import (
+    MASTER_PASSWORD,
+    Stack,
+    authenticate,
+    choose_password,
+    new_org,
+    reason_of,
+)
 
 WRONG = "Wr0ng-pass!"
 
@@ -21,7 +28,7 @@ def _general_user(stack: Stack, smtp: SmtpSink, master: str, user_id: str) -> tu
     created = stack.api(stack.gateway).CreateUser(
         pb.CreateUserRequest(acting_user_id=master, user_id=user_id, email=f"{user_id}@example.jp")
     )
-    return organization_id, created.initial_password
+    return organization_id, choose_password(stack, user_id, created.initial_password)
 
 
 def _login_error(api: object, user_id: str, password: str) -> grpc.RpcError:

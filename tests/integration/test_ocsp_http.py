@@ -5,7 +5,7 @@ well-formed OCSP errors for garbage and for other issuers."""
 from __future__ import annotations
 
 import base64
-import subprocess
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +21,15 @@ from cryptography.x509 import ocsp
 from ca_service.adapters.keystore import CaFiles
 from ca_service.api import pb
 from ca_service.client import secure_channel, stub
-from tests.support import CaProcess, run, start_http_ca, tool
+from tests.ocsp_requests import cert_id, request_der
+from tests.support import (
+    CaProcess,
+    create_user,
+    make_csr,
+    openssl_ocsp,
+    pkilint_ocsp_response,
+    start_http_ca,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +53,11 @@ def pems(server: CaProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 def _issue(server: CaProcess, directory: Path, user_id: str) -> tuple[x509.Certificate, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name.from_rfc4514_string("CN=x"))
-        .sign(key, hashes.SHA256())
-        .public_bytes(Encoding.DER)
-    )
+    csr = make_csr()
+    create_user(server.address, server.operator(), user_id, "OCSP Test")
     with secure_channel(server.address, server.operator()) as channel:
         response = stub(channel).SignCsr(
-            pb.SignCsrRequest(csr=csr, user_id=user_id, organization="OCSP Test")
+            pb.SignCsrRequest(csr=csr, user_id=user_id, override_renewal_window=True)
         )
     certificate = x509.load_der_x509_certificate(response.certificate.der)
     path = directory / f"{user_id}.pem"
@@ -71,34 +74,9 @@ def _ocsp_url(certificate: x509.Certificate) -> str:
     )
 
 
-def _openssl_ocsp(pems: dict[str, Path], leaf: Path, url: str, *extra: str) -> str:
-    result = subprocess.run(
-        [
-            "openssl",
-            "ocsp",
-            "-issuer",
-            str(pems["issuing"]),
-            "-cert",
-            str(leaf),
-            "-url",
-            url,
-            "-CAfile",
-            str(pems["chain"]),
-            "-timeout",
-            "10",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return result.stdout + result.stderr
-
-
 def _lint(response_der: bytes, path: Path) -> None:
     path.write_bytes(response_der)
-    lint = run([tool("lint_ocsp_response"), "lint", "-s", "WARNING", str(path)], check=False)
-    assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
+    pkilint_ocsp_response(path)
 
 
 def test_good_then_revoked_with_openssl(server: CaProcess, pems: dict[str, Path]) -> None:
@@ -106,7 +84,7 @@ def test_good_then_revoked_with_openssl(server: CaProcess, pems: dict[str, Path]
     url = _ocsp_url(certificate)
     assert url.startswith(server.http)
     for nonce in ("-nonce", "-no_nonce"):
-        output = _openssl_ocsp(pems, leaf, url, nonce)
+        output = openssl_ocsp(pems["issuing"], pems["chain"], leaf, url, nonce)
         assert "Response verify OK" in output, output
         assert f"{leaf}: good" in output, output
 
@@ -118,7 +96,7 @@ def test_good_then_revoked_with_openssl(server: CaProcess, pems: dict[str, Path]
         )
     deadline = time.monotonic() + 5
     while True:  # the cached "good" must be dropped at once (well within a second or two)
-        output = _openssl_ocsp(pems, leaf, url, "-no_nonce")
+        output = openssl_ocsp(pems["issuing"], pems["chain"], leaf, url, "-no_nonce")
         if f"{leaf}: revoked" in output or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -250,6 +228,61 @@ def test_unknown_serial_other_issuer_and_garbage(server: CaProcess, pems: dict[s
         assert ocsp.load_der_ocsp_response(response.read()).response_status is (
             ocsp.OCSPResponseStatus.MALFORMED_REQUEST
         )
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_distinct_requests_for_one_certificate_share_one_signed_answer_per_cert_id(
+    server: CaProcess, pems: dict[str, Path]
+) -> None:
+    """10,000 distinct valid nonce-free requests for one certificate (four CertID
+    encodings, each wrapped with random requestor names and non-critical extensions) get
+    four signed answers, and the server's memory does not grow with the requests (it used
+    to keep one signed answer per distinct request: ~2.4 KB each)."""
+    import http.client
+
+    certificate, _ = _issue(server, pems["dir"], "ocspuser4")
+    issuer = x509.load_pem_x509_certificate(pems["issuing"].read_bytes())
+    cert_ids = [
+        cert_id(issuer, certificate.serial_number, algorithm, null_params)
+        for algorithm in ("sha1", "sha256")
+        for null_params in (False, True)
+    ]
+    host, port = server.http.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    answers: dict[bytes, set[bytes]] = {}
+
+    def ask(count: int) -> None:
+        for index in range(count):
+            noise = os.urandom(8).hex().encode()
+            which = cert_ids[index % 4]
+            body = request_der(which, requestor=b"urn:r:" + noise, extension=noise)
+            connection.request(
+                "POST", "/ocsp", body=body, headers={"Content-Type": "application/ocsp-request"}
+            )
+            response = connection.getresponse()
+            assert response.status == 200
+            answers.setdefault(which, set()).add(response.read())
+
+    assert server.process is not None
+    try:
+        ask(1000)  # warm up the process (allocator arenas, caches)
+        before = _rss_kib(server.process.pid)
+        ask(10_000)
+        grown = _rss_kib(server.process.pid) - before
+    finally:
+        connection.close()
+    assert {len(bodies) for bodies in answers.values()} == {1}, "answers were signed again"
+    for which, bodies in answers.items():
+        parsed = ocsp.load_der_ocsp_response(next(iter(bodies)))
+        assert parsed.certificate_status is ocsp.OCSPCertStatus.GOOD
+        assert which in next(iter(bodies))  # the CertID echoed as sent
+    assert grown < 8 * 1024, f"RSS grew by {grown} KiB over 10,000 requests"
 
 
 def _valid_request(server: CaProcess, pems: dict[str, Path]) -> bytes:

@@ -13,14 +13,16 @@ import pytest
 from ca_service.api import pb
 from ca_service.client import aio_secure_channel, stub
 from tests.smtp_sink import SmtpSink
-from tests.stack_support import Stack, authenticate, new_org, reason_of
-from tests.support import make_csr, run, tool
+from tests.stack_support import Stack, authenticate, choose_password, new_org, reason_of
+from tests.support import create_user, make_csr, run, tool
 
 
 def _issue(stack: Stack, user_id: str) -> pb.Certificate:
+    """Another certificate for ``user_id`` (an account of 失効テスト, made on first use)."""
+    create_user(stack.servers[0].address, stack.operator, user_id, "失効テスト")
     operator = stack.api(stack.operator)
     return operator.SignCsr(
-        pb.SignCsrRequest(csr=make_csr(), user_id=user_id, organization="失効テスト")
+        pb.SignCsrRequest(csr=make_csr(), user_id=user_id, override_renewal_window=True)
     ).certificate
 
 
@@ -71,7 +73,7 @@ def test_reissue_at_once_after_revocation(stack: Stack, smtp: SmtpSink) -> None:
             acting_user_id="master21", user_id="staff021", email="staff021@example.jp"
         )
     )
-    password = created.initial_password
+    password = choose_password(stack, "staff021", created.initial_password)
     ticket = authenticate(stack, smtp, "staff021", password, "staff021@example.jp")
     gateway.IssueCertificate(
         pb.IssueCertificateRequest(issuance_ticket=ticket, pkcs12_password=password)
@@ -165,7 +167,7 @@ def test_audit_chain_verifies_and_tampering_names_the_row(stack: Stack) -> None:
     database = sqlite3.connect(stack.data_dir / "ca.db")
     try:
         (row_id,) = database.execute(
-            "SELECT id FROM audit_log WHERE user_id = 'audit001' ORDER BY id LIMIT 1"
+            "SELECT id FROM audit_log WHERE user_id = 'audit001' AND action = 'issue' ORDER BY id"
         ).fetchone()
         original = database.execute(
             "SELECT details FROM audit_log WHERE id = ?", (row_id,)
@@ -216,6 +218,6 @@ def test_revocations_are_in_the_audit_log(stack: Stack) -> None:
         )
     )
     records = stack.api(stack.operator).ListAudit(pb.ListAuditRequest(user_id="audit002")).records
-    assert [r.action for r in records] == ["revoke", "issue"]
+    assert [r.action for r in records] == ["revoke", "issue", "register_user"]
     assert '"reason": "cessation_of_operation"' in records[0].details
     assert records[0].prev_hash and records[0].hash != records[1].hash

@@ -12,9 +12,9 @@ import sys
 import time
 from datetime import timedelta
 
-from ca_service.adapters.clock import SystemClock
 from ca_service.adapters.mail.worker import MailDelivery
 from ca_service.adapters.sql.database import Cursor, open_database
+from ca_service.shared.clock import SystemClock
 
 SENDER = "noreply@ca.example.jp"
 

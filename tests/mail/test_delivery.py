@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from ca_service.adapters.mail import outbox, templates
-from ca_service.adapters.mail.outbox import OutgoingMail, SqlOutbox
+from ca_service.adapters.mail.outbox import SqlOutbox
 from ca_service.adapters.mail.worker import MailDelivery
 from ca_service.adapters.sql.database import Database, open_database
+from ca_service.domain.mail import MailKind, OutgoingMail
 from ca_service.domain.validity import JAPAN
-from tests.mail.conftest import START, FakeClock, SmtpSink
+from tests.fakes import START, FakeClock
+from tests.smtp_sink import SmtpSink
 
 SENDER = "noreply@ca.example.jp"
 CODE = "048213"
@@ -35,15 +37,28 @@ def _every_template(now: datetime) -> list[OutgoingMail]:
     not_after = datetime(2027, 11, 21, 23, 59, 59, tzinfo=JAPAN)
     rendered = [
         (
-            outbox.KIND_CODE,
+            MailKind.CODE,
             templates.authentication_code("taro0001", CODE, now + timedelta(minutes=30)),
         ),
-        (outbox.KIND_LOCKED, templates.locked("taro0002", now + timedelta(minutes=60))),
-        (outbox.KIND_BLOCKED, templates.blocked("taro0003", is_master=False)),
-        (outbox.KIND_BLOCKED, templates.blocked("master04", is_master=True)),
-        (outbox.KIND_UNLOCKED, templates.unlocked("taro0005")),
-        (outbox.KIND_RENEWAL, templates.renewal_notice("taro0006", not_after)),
-        (outbox.KIND_EXPIRY, templates.expiry_notice("taro0007", not_after)),
+        (MailKind.LOCKED, templates.locked("taro0002", now + timedelta(minutes=60))),
+        (MailKind.BLOCKED, templates.blocked("taro0003", is_master=False)),
+        (MailKind.BLOCKED, templates.blocked("master04", is_master=True)),
+        (MailKind.UNLOCKED, templates.unlocked("taro0005")),
+        (MailKind.RENEWAL, templates.renewal_notice("taro0006", not_after)),
+        (MailKind.EXPIRY, templates.expiry_notice("taro0007", not_after)),
+        (
+            MailKind.EMAIL_VERIFICATION,
+            templates.email_verification(
+                "taro0008",
+                "https://gw.example.jp/email/verify?token=" + "T" * 43,
+                now + timedelta(hours=24),
+            ),
+        ),
+        (MailKind.EMAIL_CHANGED, templates.email_changed("taro0009", "n@example.jp", now)),
+        (
+            MailKind.PROCEDURE_COMPLETION,
+            templates.procedure_completion("S0101-20261121102030-00042", now),
+        ),
     ]
     return [
         OutgoingMail(
@@ -51,7 +66,7 @@ def _every_template(now: datetime) -> list[OutgoingMail]:
             recipient=f"user{n}@example.jp",
             subject=subject,
             body=body,
-            expires_at=now + timedelta(minutes=30) if kind == outbox.KIND_CODE else None,
+            expires_at=now + timedelta(minutes=30) if kind == MailKind.CODE else None,
         )
         for n, (kind, (subject, body)) in enumerate(rendered)
     ]
@@ -120,7 +135,7 @@ def test_code_body_is_redacted_after_delivery(
         assert await _worker(database, smtp, clock).run_once() == 2
 
     asyncio.run(scenario())
-    (delivered,) = [m for m in smtp.messages() if m["To"] == code.recipient]
+    (delivered,) = [m for m in smtp.messages if m["To"] == code.recipient]
     assert f"認証コード：{CODE}" in delivered.get_content()
     assert _body(database, code.recipient) == outbox.REDACTED_BODY
     assert CODE not in _body(database, code.recipient)
@@ -249,7 +264,7 @@ def test_a_crashed_workers_lease_runs_out(
 def _many(n: int) -> list[OutgoingMail]:
     return [
         OutgoingMail(
-            kind=outbox.KIND_UNLOCKED,
+            kind=MailKind.UNLOCKED,
             recipient=f"u{i}@example.jp",
             subject=f"件名{i}",
             body=f"本文{i}",

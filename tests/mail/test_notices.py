@@ -8,36 +8,22 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
 import pytest
 
-from ca_service.adapters.mail.outbox import KIND_EXPIRY, KIND_RENEWAL
+from ca_service.adapters.mail import templates
 from ca_service.adapters.sql.database import Cursor, Database, open_database
+from ca_service.adapters.sql.notices import SqlNoticeStore
+from ca_service.domain.mail import MailKind
 from ca_service.domain.validity import (
     JAPAN,
     expiry_notice_day,
     renewal_notice_day,
     validity_for,
 )
-from ca_service.services.notices import queue_certificate_notices
+from ca_service.services.notices import CertificateNotices
+from tests.vectors import VALIDITY_CSV
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "validity.csv"
-# The first rows of validity.csv, for a checkout without /work/shared.
-_FALLBACK = [
-    {
-        "issued_at": "2026-11-21T10:00:00+09:00",
-        "not_after_utc": "2027-11-21T14:59:59Z",
-        "renewal_notice_day_jst": "2027-10-22",
-        "expiry_notice_day_jst": "2027-11-22",
-    },
-    {
-        "issued_at": "2027-03-01T00:00:00+09:00",
-        "not_after_utc": "2028-02-29T14:59:59Z",
-        "renewal_notice_day_jst": "2028-01-30",
-        "expiry_notice_day_jst": "2028-03-01",
-    },
-]
 ONE_SECOND = timedelta(seconds=1)
 _serials = itertools.count(0x4000_0000_0000_0001)
 
@@ -51,7 +37,8 @@ class Vector:
 
 
 def _vectors() -> list[Vector]:
-    rows = list(csv.DictReader(VECTORS.open())) if VECTORS.exists() else _FALLBACK
+    with VALIDITY_CSV.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
     return [
         Vector(
             datetime.fromisoformat(row["issued_at"]),
@@ -129,8 +116,12 @@ def _keys(database: Database) -> set[str]:
     return {str(row[0]) for row in rows}
 
 
+def _notices(database: Database) -> CertificateNotices:
+    return CertificateNotices(store=SqlNoticeStore(database), templates=templates)
+
+
 def _queue(database: Database, now: datetime) -> int:
-    return asyncio.run(queue_certificate_notices(database, now))
+    return asyncio.run(_notices(database).queue_due(now))
 
 
 def test_notices_go_out_on_the_vector_days(database: Database, organization: str) -> None:
@@ -144,8 +135,8 @@ def test_notices_go_out_on_the_vector_days(database: Database, organization: str
         assert not_after == vector.not_after
         assert renewal_notice_day(not_after) == vector.renewal_day
         assert expiry_notice_day(not_after) == vector.expiry_day
-        due.setdefault(_midnight(vector.renewal_day), set()).add(f"{KIND_RENEWAL}:{serial}")
-        due.setdefault(_midnight(vector.expiry_day), set()).add(f"{KIND_EXPIRY}:{serial}")
+        due.setdefault(_midnight(vector.renewal_day), set()).add(f"{MailKind.RENEWAL}:{serial}")
+        due.setdefault(_midnight(vector.expiry_day), set()).add(f"{MailKind.EXPIRY}:{serial}")
     # In time order: keys absent one second before their Japan midnight are absent because
     # they are not due yet, not because an earlier run missed them.
     for midnight, keys in sorted(due.items()):
@@ -169,8 +160,8 @@ def test_notice_content(database: Database, organization: str) -> None:
         ).fetchall()
     )
     assert [row[:3] for row in rows] == [
-        (f"renewal:{serial}", KIND_RENEWAL, email),
-        (f"expiry:{serial}", KIND_EXPIRY, email),
+        (f"renewal:{serial}", MailKind.RENEWAL, email),
+        (f"expiry:{serial}", MailKind.EXPIRY, email),
     ]
     assert all(row[5] == "pending" for row in rows)
     assert "taro0001 様" in rows[0][4] and "2027年11月21日 23:59" in rows[0][4]
@@ -259,15 +250,15 @@ def test_each_notice_once_across_repeated_and_concurrent_runs(
     async def both(now: datetime) -> list[int]:
         return list(
             await asyncio.gather(
-                queue_certificate_notices(database, now),
-                queue_certificate_notices(second_database, now),
-                queue_certificate_notices(database, now),
+                _notices(database).queue_due(now),
+                _notices(second_database).queue_due(now),
+                _notices(database).queue_due(now),
             )
         )
 
     for now, kind in (
-        (not_after - timedelta(days=3), KIND_RENEWAL),
-        (not_after + timedelta(days=1), KIND_EXPIRY),
+        (not_after - timedelta(days=3), MailKind.RENEWAL),
+        (not_after + timedelta(days=1), MailKind.EXPIRY),
     ):
         counts = asyncio.run(both(now))
         assert sum(counts) == 30, counts

@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 
 from ca_service.adapters.mail import outbox
-from ca_service.adapters.mail.outbox import OutgoingMail, SqlOutbox
+from ca_service.adapters.mail.outbox import SqlOutbox
 from ca_service.adapters.sql.database import Cursor, Database
-from ca_service.errors import StoreError
-from tests.mail.conftest import START, FakeClock
+from ca_service.domain.mail import MailKind, OutgoingMail
+from tests.fakes import START, FakeClock
 
 LEASE = timedelta(minutes=10)
 
 
 def _mail(n: int = 0, **changes: Any) -> OutgoingMail:
     fields: dict[str, Any] = {
-        "kind": outbox.KIND_UNLOCKED,
+        "kind": MailKind.UNLOCKED,
         "recipient": f"user{n}@example.jp",
         "subject": f"件名 {n}",
         "body": f"本文 {n}",
@@ -70,7 +70,7 @@ def test_enqueue_is_part_of_the_callers_transaction(database: Database) -> None:
         raise RuntimeError("the state change failed")
 
     async def scenario() -> None:
-        with pytest.raises(StoreError):
+        with pytest.raises(RuntimeError, match="the state change failed"):
             await database.write(work)
         assert await SqlOutbox(database).list() == []
 
@@ -126,7 +126,7 @@ def test_claims_are_exclusive_until_the_lease_runs_out(database: Database) -> No
 
 def test_failed_attempts_back_off_then_fail_visibly(database: Database) -> None:
     clock = FakeClock()
-    code = _mail(kind=outbox.KIND_CODE, body="認証コード：123456")
+    code = _mail(kind=MailKind.CODE, body="認証コード：123456")
 
     async def attempt() -> str | None:
         now = clock.now()
@@ -174,8 +174,8 @@ def test_mark_failed_needs_the_lease(database: Database) -> None:
 
 def test_expire_skips_live_leases_and_redacts_codes(database: Database) -> None:
     expires = START + timedelta(minutes=30)
-    code = _mail(1, kind=outbox.KIND_CODE, body="認証コード：654321", expires_at=expires)
-    leased = _mail(2, kind=outbox.KIND_CODE, body="認証コード：111111", expires_at=expires)
+    code = _mail(1, kind=MailKind.CODE, body="認証コード：654321", expires_at=expires)
+    leased = _mail(2, kind=MailKind.CODE, body="認証コード：111111", expires_at=expires)
     plain = _mail(3)
 
     async def scenario() -> None:

@@ -88,3 +88,41 @@ def test_expiry_notice() -> None:
     assert "有効期限切れ" in subject
     assert "2027年11月21日 23:59" in body
     assert "再発行" in body
+
+
+LINK = "https://gw.example.jp/email/verify?token=" + "T" * 43
+
+
+def test_email_verification_for_a_user() -> None:
+    expires = datetime(2027, 11, 21, 1, 30, 45, tzinfo=UTC)
+    subject, body = templates.email_verification("taro0001", LINK, expires)
+    assert "T" * 43 not in subject  # subjects stay in the outbox after delivery
+    assert subject == "【電子証明書】メールアドレス変更 メール認証URLのご案内"
+    assert body.startswith("taro0001 様\n")
+    assert f"\n\n{LINK}\n\n" in body  # alone on its line, so mail programs link all of it
+    assert "「24時間以内」（2027年11月21日 10:30まで）" in body
+    assert "24時間を超過すると、URLのリンク先ページは無効となります" in body
+    assert "一度だけ有効" in body and "変更前のメールアドレスが引き続き使用されます" in body
+
+
+def test_email_verification_for_the_portal_follows_seed_004() -> None:
+    subject, body = templates.email_verification(None, LINK, NOT_AFTER)
+    assert subject == "【オンライン手続きポータル】メール認証URLのご案内"
+    assert body.startswith("ご利用いただきまして誠にありがとうございます。\n")
+    assert "様" not in body and "「24時間以内」" in body and f"\n{LINK}\n" in body
+
+
+def test_email_changed_tells_the_old_address_without_the_new_one_in_full() -> None:
+    subject, body = templates.email_changed("taro0001", "hanako.new@example.jp", NOT_AFTER)
+    assert subject == "【重要】登録メールアドレス変更のお知らせ"
+    assert "2027年11月21日 23:59に変更されました（変更後：h***@example.jp）" in body
+    assert "hanako.new" not in body and "お心当たりのない場合" in body
+
+
+def test_procedure_completion_quotes_the_receipt_number() -> None:
+    submitted = datetime(2026, 11, 21, 1, 20, 30, tzinfo=UTC)
+    subject, body = templates.procedure_completion("S0101-20261121102030-00042", submitted)
+    assert subject == "【オンライン手続きポータル】オンライン申請受付完了のお知らせ"
+    assert "オンライン申請の受付が完了いたしましたので下記受付番号をお伝えします。" in body
+    assert "受付番号：S0101-20261121102030-00042\n受付日時：2026年11月21日 10:20" in body
+    assert "このメールへの返信はできませんのでご了承ください。" in body

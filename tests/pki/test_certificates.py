@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ca_service.domain.identifiers import organization_problem
-from ca_service.domain.profiles import CaProfile, ClientCertificateProfile
+from ca_service.domain.profiles import ClientCertificateProfile, IssuingUrls
 from ca_service.domain.validity import validity_for
 from ca_service.pki import der
 from ca_service.pki.certificates import (
@@ -39,6 +40,7 @@ from ca_service.pki.csr import accepted_public_key
 from ca_service.pki.hierarchy import create_pair
 from ca_service.pki.keys import KeyAlgorithm
 from ca_service.pki.signer import SoftwareSigner
+from tests.support import EXAMPLE_CA, assert_client_certificate
 
 NOW = datetime(2026, 11, 21, 1, 0, 0, tzinfo=UTC)
 USER_URI_PREFIX = "https://ca.example.jp/users/"
@@ -132,12 +134,7 @@ class Hierarchy:
     factory: ClientCertificateFactory
 
 
-CA_PROFILE = CaProfile(
-    organization="Example Bank CA",
-    root_common_name="Example Root CA",
-    issuing_common_name="Example Issuing CA",
-    services_common_name="Example Services CA",
-)
+CA_PROFILE = EXAMPLE_CA
 CLIENT_PROFILE = ClientCertificateProfile(
     crl_url=CRL_URL,
     ocsp_url=OCSP_URL,
@@ -285,26 +282,9 @@ def test_client_certificate_extensions(
     assert len(extensions) == len(EXPECTED_EXTENSIONS)
     assert {extension.oid for extension in extensions} == EXPECTED_EXTENSIONS
 
-    basic = extensions.get_extension_for_class(x509.BasicConstraints)
-    assert basic.critical
-    assert basic.value == x509.BasicConstraints(ca=False, path_length=None)
-
-    key_usage = extensions.get_extension_for_class(x509.KeyUsage)
-    assert key_usage.critical
-    assert key_usage.value == x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
+    assert_client_certificate(
+        certificate, "taro1234", "株式会社サンプル", USER_URI_PREFIX + "taro1234"
     )
-
-    eku = extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-    assert list(eku.value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
 
     ski = extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     assert not ski.critical  # RFC 5280 4.2.1.2: MUST NOT be critical
@@ -319,10 +299,6 @@ def test_client_certificate_extensions(
     assert aki.value.key_identifier == issuer_ski.value.digest
     assert aki.value.authority_cert_issuer is None
     assert aki.value.authority_cert_serial_number is None
-
-    san = extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    assert not san.critical  # subject is not empty
-    assert list(san.value) == [x509.UniformResourceIdentifier(USER_URI_PREFIX + "taro1234")]
 
     crl = extensions.get_extension_for_class(x509.CRLDistributionPoints)
     assert not crl.critical
@@ -486,3 +462,67 @@ def test_property_subject_and_san_round_trip(
     assert list(san.value) == [x509.UniformResourceIdentifier(USER_URI_PREFIX + user_id)]
     assert certificate.public_bytes(Encoding.DER) == certificate_der
     certificate.verify_directly_issued_by(p256_hierarchy.issuing)
+
+
+DELTA_URL = "http://crl.ca.example.jp/issuing-delta.crl"
+
+
+def test_freshest_crl_names_the_delta_crl(client_key: ec.EllipticCurvePrivateKey) -> None:
+    """RFC 5280 4.2.1.15: relying parties that use delta CRLs (pyhanko-certvalidator, which
+    otherwise finds a CRL-only check indeterminate) find the delta from the certificate."""
+    pair = create_pair(KeyAlgorithm.EC_P256, CA_PROFILE, NOW)
+    factory = ClientCertificateFactory(
+        SoftwareSigner(pair.issuing_key),
+        issuer_name=pair.issuing.subject,
+        issuer_key_id=pair.issuing.key_id,
+        profile=dataclasses.replace(CLIENT_PROFILE, delta_crl_url=DELTA_URL),
+    )
+    certificate = x509.load_der_x509_certificate(
+        factory.build(
+            serial=new_serial(),
+            subject=ClientSubject("taro1234", "Example"),
+            spki=_spki(client_key.public_key()),
+            validity=validity_for(NOW),
+        )
+    )
+    oids = [extension.oid for extension in certificate.extensions]
+    assert set(oids) == EXPECTED_EXTENSIONS | {ExtensionOID.FRESHEST_CRL}
+    # Next to the CRL distribution point.
+    assert (
+        oids.index(ExtensionOID.FRESHEST_CRL)
+        == oids.index(ExtensionOID.CRL_DISTRIBUTION_POINTS) + 1
+    )
+    freshest = certificate.extensions.get_extension_for_class(x509.FreshestCRL)
+    assert not freshest.critical  # RFC 5280 4.2.1.15: MUST be non-critical
+    assert list(freshest.value) == [
+        x509.DistributionPoint([x509.UniformResourceIdentifier(DELTA_URL)], None, None, None)
+    ]
+
+
+def test_issuing_ca_names_the_root_crl_and_the_root_certificate() -> None:
+    """What Java's PKIX, Windows and pyhanko need to check the issuing CA itself."""
+    urls = IssuingUrls("http://ca.example.jp/crl/root.crl", "http://ca.example.jp/ca/root.der")
+    pair = create_pair(KeyAlgorithm.EC_P256, CA_PROFILE, NOW, urls)
+    issuing = x509.load_der_x509_certificate(pair.issuing.certificate_der)
+    root = x509.load_der_x509_certificate(pair.root.certificate_der)
+    points = issuing.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    assert not points.critical
+    assert list(points.value) == [
+        x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl_url)], None, None, None)
+    ]
+    access = issuing.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
+    assert not access.critical
+    # caIssuers only: the root answers for the issuing CA through its CRL, not OCSP.
+    assert list(access.value) == [
+        x509.AccessDescription(
+            AuthorityInformationAccessOID.CA_ISSUERS,
+            x509.UniformResourceIdentifier(urls.ca_issuers_url),
+        )
+    ]
+    # The self-signed root names nothing of the kind.
+    assert not any(
+        isinstance(e.value, x509.CRLDistributionPoints | x509.AuthorityInformationAccess)
+        for e in root.extensions
+    )
+    with pytest.raises(ValueError, match="root_crl_url"):
+        IssuingUrls("https://ca.example.jp/crl/root.crl", urls.ca_issuers_url)

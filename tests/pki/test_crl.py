@@ -19,25 +19,19 @@ from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID, SignatureA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ca_service.domain.profiles import CaProfile
 from ca_service.pki import der
 from ca_service.pki.crl import MAX_CRL_NUMBER, Reason, build_crl, encode_entry
 from ca_service.pki.hierarchy import create_pair
 from ca_service.pki.keys import CaPrivateKey, KeyAlgorithm
 from ca_service.pki.signer import SoftwareSigner
-from tests.support import run, tool
+from tests.support import EXAMPLE_CA, run, tool
 
 NOW = datetime(2026, 11, 21, 1, 0, 0, tzinfo=UTC)
 THIS_UPDATE = NOW + timedelta(hours=2)
 NEXT_UPDATE = THIS_UPDATE + timedelta(days=7)
 DELTA_URL = "http://crl.ca.example.jp/issuing-delta.crl"
 
-CA_PROFILE = CaProfile(
-    organization="Example Bank CA",
-    root_common_name="Example Root CA",
-    issuing_common_name="Example Issuing CA",
-    services_common_name="Example Services CA",
-)
+CA_PROFILE = EXAMPLE_CA
 
 SIGNATURE_OIDS = {
     KeyAlgorithm.EC_P256: SignatureAlgorithmOID.ECDSA_WITH_SHA256,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,20 +20,11 @@ from hypothesis import strategies as st
 
 from ca_service.pki import der
 from ca_service.pki.csr import MAX_CSR_BYTES, CsrRejected, accepted_public_key
+from tests.support import make_csr
 
 
 def _csr(key: Any, encoding: Encoding = Encoding.DER) -> bytes:
-    algorithm = (
-        None
-        if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
-        else hashes.SHA256()
-    )
-    request = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "user01")]))
-        .sign(key, algorithm)
-    )
-    return request.public_bytes(encoding)
+    return make_csr("CN=user01", key=key, encoding=encoding)
 
 
 def _spki(key: Any) -> bytes:
@@ -298,3 +291,88 @@ def test_property_any_single_byte_change_is_rejected_or_harmless(data: st.DataOb
         return
     # Only changes that leave the signed content and key intact may pass.
     assert spki == _spki(key)
+
+
+# --------------------------------------------------------------------------- messages
+
+# Text that only a parser's internals would produce (cryptography's Rust ASN.1 and PEM
+# errors, asn1crypto's), never a rule a caller can act on.
+_INTERNALS = re.compile(
+    r"ParseError|ShortData|UnexpectedTag|ExtraData|InvalidData|MalformedFraming|asn1|"
+    r"Tag \{|cryptography\.io|[{}]|Traceback|Error\b",
+    re.IGNORECASE,
+)
+
+
+def _pem(der_bytes: bytes, label: str = "CERTIFICATE REQUEST") -> bytes:
+    body = base64.encodebytes(der_bytes)
+    return b"-----BEGIN %s-----\n%s-----END %s-----\n" % (label.encode(), body, label.encode())
+
+
+@pytest.mark.parametrize(
+    ("case", "rule"),
+    [
+        ("truncated", "it is cut short, or its length is not in DER form"),
+        ("indefinite-length", "its length is not in DER form (X.690 10.1)"),
+        ("truncated-inside", "a part of it is cut short"),
+        ("garbage", "DER-encoded CertificationRequest (a SEQUENCE, RFC 2986 section 4.2)"),
+        ("trailing-bytes", "2 bytes follow the end of the DER-encoded request"),
+        ("three-parts", "request info, the signature algorithm and the signature"),
+        ("wrong-signature", "CSR signature does not verify with its own public key"),
+        ("pem-junk", "between the PEM BEGIN and END lines is not base64 (RFC 7468)"),
+        ("pem-cut-short", "has no '-----END CERTIFICATE REQUEST-----' line"),
+        ("pem-certificate", "the PEM block is a CERTIFICATE; a CSR is a CERTIFICATE REQUEST"),
+        ("pem-empty", "the PEM block is empty"),
+        ("bad-field", "a field of the request info is not encoded as RFC 2986"),
+    ],
+)
+def test_rejections_name_the_rule_not_the_parser(case: str, rule: str) -> None:
+    good = _p256_csr()
+    info, algorithm, signature = _split(good)
+    data = {
+        "truncated": good[:60],
+        "indefinite-length": b"\x30\x80" + good[2:] + b"\x00\x00",
+        "truncated-inside": der.sequence(info[:-10]),
+        "garbage": b"\x01\x02hello world" * 5,
+        "trailing-bytes": good + b"\x00\x00",
+        "three-parts": der.sequence(info, algorithm),
+        "wrong-signature": _tamper_signature(good),
+        "pem-junk": b"-----BEGIN CERTIFICATE REQUEST-----\nnot base64 at all!!\n"
+        b"-----END CERTIFICATE REQUEST-----\n",
+        "pem-cut-short": _pem(good)[:100],
+        "pem-certificate": _pem(good, "CERTIFICATE"),
+        "pem-empty": _pem(b""),
+        # The request info's version replaced by a BOOLEAN: the outline is right, a field not.
+        "bad-field": der.sequence(
+            der.sequence(b"\x01\x01\xff", info[info.index(b"\x30", 2) :]), algorithm, signature
+        ),
+    }[case]
+    with pytest.raises(CsrRejected) as caught:
+        accepted_public_key(data)
+    message = str(caught.value)
+    assert rule in message
+    assert not _INTERNALS.search(message), message
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.data())
+def test_property_no_rejection_shows_parser_internals(data: st.DataObject) -> None:
+    """Arbitrary bytes, and valid requests (DER and PEM) with bytes changed or cut off."""
+    good = _p256_csr()
+    source = data.draw(
+        st.sampled_from(["random", "der-mutated", "der-cut", "pem-mutated", "pem-cut"])
+    )
+    if source == "random":
+        candidate = data.draw(st.binary(min_size=1, max_size=600))
+    else:
+        base = good if source.startswith("der") else _pem(good)
+        if source.endswith("cut"):
+            candidate = base[: data.draw(st.integers(1, len(base) - 1))]
+        else:
+            changed = bytearray(base)
+            changed[data.draw(st.integers(0, len(base) - 1))] ^= data.draw(st.integers(1, 255))
+            candidate = bytes(changed)
+    try:
+        accepted_public_key(candidate)
+    except CsrRejected as rejected:
+        assert not _INTERNALS.search(str(rejected)), str(rejected)

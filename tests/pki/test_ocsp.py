@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from subprocess import CompletedProcess
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-from ca_service.domain.profiles import CaProfile, ClientCertificateProfile
+from ca_service.domain.profiles import ClientCertificateProfile
 from ca_service.domain.validity import validity_for
 from ca_service.pki import der
 from ca_service.pki.certificates import (
@@ -51,7 +52,13 @@ from ca_service.pki.ocsp import (
     parse_request,
 )
 from ca_service.pki.signer import SoftwareSigner
-from tests.support import pkilint_certificate, run, tool
+from tests.support import (
+    DIGITAL_SIGNATURE_ONLY,
+    EXAMPLE_CA,
+    pkilint_certificate,
+    pkilint_ocsp_response,
+    run,
+)
 
 # openssl checks certificate validity and thisUpdate/nextUpdate against the real clock, so
 # the hierarchy of this module is made "now". Everything else takes this value as input.
@@ -60,12 +67,7 @@ THIS_UPDATE = NOW
 NEXT_UPDATE = NOW + timedelta(hours=12)
 REVOKED_AT = NOW - timedelta(days=2, hours=3)
 
-CA_PROFILE = CaProfile(
-    organization="Example Bank CA",
-    root_common_name="Example Root CA",
-    issuing_common_name="Example Issuing CA",
-    services_common_name="Example Services CA",
-)
+CA_PROFILE = EXAMPLE_CA
 CLIENT_PROFILE = ClientCertificateProfile(
     crl_url="http://crl.ca.example.jp/issuing.crl",
     ocsp_url="http://ocsp.ca.example.jp/",
@@ -252,17 +254,7 @@ def test_responder_certificate_profile(pki: Pki) -> None:
     assert basic.critical and basic.value == x509.BasicConstraints(ca=False, path_length=None)
     key_usage = extensions.get_extension_for_class(x509.KeyUsage)
     assert key_usage.critical
-    assert key_usage.value == x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    assert key_usage.value == DIGITAL_SIGNATURE_ONLY
     eku = extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     assert not eku.critical
     assert list(eku.value) == [ExtendedKeyUsageOID.OCSP_SIGNING]
@@ -860,24 +852,17 @@ def test_response_answers_every_cert_id_in_order(pki: Pki) -> None:
     # openssl matches both answers to its own CertIDs and checks the nonce
     response_path = pki.write("two-resp.der", response_der)
     _openssl_verify_ok(pki, response_path, pki.path("two.der"))
-    result = run(
-        [
-            "openssl",
-            "ocsp",
-            "-respin",
-            response_path,
-            "-issuer",
-            pki.path("issuing.pem"),
-            "-cert",
-            pki.path("leaf.pem"),
-            "-cert",
-            pki.path("other.pem"),
-            "-no_nonce",
-            "-CAfile",
-            pki.path("root.pem"),
-            "-verify_other",
-            pki.path("issuing.pem"),
-        ]
+    result = _openssl_check(
+        pki,
+        "-respin",
+        response_path,
+        "-issuer",
+        pki.path("issuing.pem"),
+        "-cert",
+        pki.path("leaf.pem"),
+        "-cert",
+        pki.path("other.pem"),
+        "-no_nonce",
     )
     assert "leaf.pem: good" in result.stdout, result.stdout
     assert "other.pem: revoked" in result.stdout, result.stdout
@@ -1071,7 +1056,7 @@ def test_error_response(
     data = error_response(status)
     assert data == bytes((0x30, 0x03, 0x0A, 0x01, code))  # no responseBytes (RFC 6960 2.3)
     assert ocsp.load_der_ocsp_response(data).response_status is expected
-    _pkilint_ocsp(pki.write(f"error-{status}.der", data))
+    pkilint_ocsp_response(pki.write(f"error-{status}.der", data))
 
 
 def test_error_response_rejects_unknown_status() -> None:
@@ -1083,24 +1068,17 @@ def test_error_response_rejects_unknown_status() -> None:
 # --------------------------------------------------------------------------- openssl, pkilint
 
 
+def _openssl_check(pki: Pki, *options: str, check: bool = True) -> CompletedProcess[str]:
+    """``openssl ocsp`` with ``options``, trusting the root alone and given the issuing CA
+    to build the responder's chain with."""
+    trust = ["-CAfile", pki.path("root.pem"), "-verify_other", pki.path("issuing.pem")]
+    return run(["openssl", "ocsp", *options, *trust], check=check)
+
+
 def _openssl_verify_ok(pki: Pki, response_path: str, request_path: str) -> None:
     """Verifies signature, delegation (responder certificate issued by the issuing CA with
     id-kp-OCSPSigning) and chain to the root as the only trust anchor, and the nonce."""
-    result = run(
-        [
-            "openssl",
-            "ocsp",
-            "-reqin",
-            request_path,
-            "-respin",
-            response_path,
-            "-CAfile",
-            pki.path("root.pem"),
-            "-verify_other",
-            pki.path("issuing.pem"),
-            "-x509_strict",
-        ]
-    )
+    result = _openssl_check(pki, "-reqin", request_path, "-respin", response_path, "-x509_strict")
     assert "Response verify OK" in result.stderr, result.stderr
     assert "WARNING" not in result.stderr, result.stderr
 
@@ -1108,24 +1086,17 @@ def _openssl_verify_ok(pki: Pki, response_path: str, request_path: str) -> None:
 def _openssl_status(pki: Pki, response_path: str, algorithm: str) -> str:
     """openssl's per-certificate status lines. With -cert, openssl builds its own request
     (and ignores -reqin), so the nonce is checked by _openssl_verify_ok instead."""
-    result = run(
-        [
-            "openssl",
-            "ocsp",
-            "-respin",
-            response_path,
-            "-issuer",
-            pki.path("issuing.pem"),
-            *(["-sha256"] if algorithm == "sha256" else []),
-            "-cert",
-            pki.path("leaf.pem"),
-            "-no_nonce",
-            "-CAfile",
-            pki.path("root.pem"),
-            "-verify_other",
-            pki.path("issuing.pem"),
-            "-x509_strict",
-        ]
+    result = _openssl_check(
+        pki,
+        "-respin",
+        response_path,
+        "-issuer",
+        pki.path("issuing.pem"),
+        *(["-sha256"] if algorithm == "sha256" else []),
+        "-cert",
+        pki.path("leaf.pem"),
+        "-no_nonce",
+        "-x509_strict",
     )
     assert "Response verify OK" in result.stderr, result.stderr
     return result.stdout
@@ -1164,21 +1135,7 @@ def test_openssl_verifies_response(pki: Pki, algorithm: str, status: CertStatus)
 
 
 def _openssl_verify_fails(pki: Pki, response_path: str, request_path: str, error: str) -> None:
-    result = run(
-        [
-            "openssl",
-            "ocsp",
-            "-reqin",
-            request_path,
-            "-respin",
-            response_path,
-            "-CAfile",
-            pki.path("root.pem"),
-            "-verify_other",
-            pki.path("issuing.pem"),
-        ],
-        check=False,
-    )
+    result = _openssl_check(pki, "-reqin", request_path, "-respin", response_path, check=False)
     assert result.returncode != 0
     assert error in result.stderr, result.stderr
 
@@ -1240,20 +1197,13 @@ def test_openssl_rejects_a_forged_signature(pki: Pki) -> None:
     )
 
 
-def _pkilint_ocsp(path: str) -> None:
-    result = run([tool("lint_ocsp_response"), "lint", "-s", "WARNING", path], check=False)
-    assert result.returncode == 0 and not result.stdout.strip(), (
-        f"pkilint findings for {path}:\n{result.stdout}\n{result.stderr}"
-    )
-
-
 @pytest.mark.parametrize("status", list(CertStatus), ids=lambda s: s.value)
 @pytest.mark.parametrize("nonce", [None, b"n" * 32], ids=["no-nonce", "nonce"])
 def test_pkilint_response(pki: Pki, status: CertStatus, nonce: bytes | None) -> None:
     request = parse_request(_request(pki, "sha256", nonce))
     reason = 1 if status is CertStatus.REVOKED else None
     data = _respond(pki, request, status, reason=reason)
-    _pkilint_ocsp(pki.write(f"lint-{status.value}-{nonce is not None}.der", data))
+    pkilint_ocsp_response(pki.write(f"lint-{status.value}-{nonce is not None}.der", data))
 
 
 # --------------------------------------------------------------------------- types

@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 21, 1, 2, 3, tzinfo=UTC)
 @asynccontextmanager
 async def client(url: str) -> AsyncIterator[Redis]:
     """A client bound to the running event loop, closed afterwards."""
-    redis = connect(url)
+    redis = connect(url).client
     try:
         yield redis
     finally:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
+from ca_service.adapters.redis.client import peer
 from ca_service.adapters.redis.codes import RedisCodeStore
 from ca_service.domain.codes import CODE_MAX_TRIES, CODE_TTL, TICKET_TTL, code_mac, token_key
 from ca_service.ports import CodeCheck, CodeOutcome, CodeStore
@@ -35,7 +36,7 @@ async def _put(store: RedisCodeStore, handle_key: str = HANDLE, mac: str = MAC) 
 def test_store_satisfies_the_port(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store: CodeStore = RedisCodeStore(redis)
+            store: CodeStore = RedisCodeStore(peer(redis))
             assert await store.check(HANDLE, MAC, CODE_MAX_TRIES, NOW) == CodeCheck(
                 CodeOutcome.UNKNOWN
             )
@@ -46,7 +47,7 @@ def test_store_satisfies_the_port(redis_url: str) -> None:
 def test_layout_and_ttl(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            await _put(RedisCodeStore(redis))
+            await _put(RedisCodeStore(peer(redis)))
             assert await redis.hgetall(f"ca:code:{HANDLE}") == {
                 "user_id": USER,
                 "mac": MAC,
@@ -64,7 +65,7 @@ def test_layout_and_ttl(redis_url: str) -> None:
 def test_match_is_single_use(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisCodeStore(redis)
+            store = RedisCodeStore(peer(redis))
             await _put(store)
             assert await store.check(HANDLE, MAC, CODE_MAX_TRIES, NOW) == CodeCheck(
                 CodeOutcome.MATCH, USER
@@ -80,7 +81,7 @@ def test_match_is_single_use(redis_url: str) -> None:
 def test_five_wrong_tries_void_the_code(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisCodeStore(redis)
+            store = RedisCodeStore(peer(redis))
             await _put(store)
             checks = [await store.check(HANDLE, WRONG_MAC, CODE_MAX_TRIES, NOW) for _ in range(6)]
             assert checks == [
@@ -99,7 +100,7 @@ def test_five_wrong_tries_void_the_code(redis_url: str) -> None:
 def test_wrong_then_right_matches(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisCodeStore(redis)
+            store = RedisCodeStore(peer(redis))
             await _put(store)
             for _ in range(CODE_MAX_TRIES - 1):
                 await store.check(HANDLE, WRONG_MAC, CODE_MAX_TRIES, NOW)
@@ -118,7 +119,7 @@ def test_twenty_concurrent_wrong_tries_count_exactly_five(redis_url: str) -> Non
             client(redis_url) as c,
             client(redis_url) as d,
         ):
-            stores = [RedisCodeStore(r) for r in (a, b, c, d)]
+            stores = [RedisCodeStore(peer(r)) for r in (a, b, c, d)]
             await _put(stores[0])
             checks = await asyncio.gather(
                 *(stores[i % 4].check(HANDLE, WRONG_MAC, CODE_MAX_TRIES, NOW) for i in range(20))
@@ -143,7 +144,7 @@ def test_a_new_code_replaces_the_old_one(redis_url: str) -> None:
 
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisCodeStore(redis)
+            store = RedisCodeStore(peer(redis))
             await _put(store)
             await store.put("hanako02", other_handle, other_mac, EXPIRES, NOW)
             await _put(store, handle2, mac2)
@@ -176,7 +177,7 @@ def test_code_expires_after_30_minutes(
 ) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisCodeStore(redis)
+            store = RedisCodeStore(peer(redis))
             await _put(store)
             check = await store.check(HANDLE, MAC, CODE_MAX_TRIES, NOW + CODE_TTL + offset)
             assert check.outcome is outcome
@@ -190,7 +191,7 @@ def test_code_expires_after_30_minutes(
 def test_a_wrong_try_after_expiry_is_unknown_not_counted(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisCodeStore(redis)
+            store = RedisCodeStore(peer(redis))
             await _put(store)
             late = NOW + CODE_TTL
             assert (await store.check(HANDLE, WRONG_MAC, CODE_MAX_TRIES, late)).outcome is (
@@ -205,7 +206,7 @@ def test_tickets_are_single_use(redis_url: str) -> None:
 
     async def scenario() -> None:
         async with client(redis_url) as a, client(redis_url) as b:
-            store_a, store_b = RedisCodeStore(a), RedisCodeStore(b)
+            store_a, store_b = RedisCodeStore(peer(a)), RedisCodeStore(peer(b))
             await store_a.put_ticket(ticket, USER, NOW + TICKET_TTL, NOW)
             assert (
                 await a.get(f"ca:ticket:{ticket}")
@@ -230,7 +231,7 @@ def test_ticket_expiry(redis_url: str, offset: timedelta, taken: bool) -> None:
 
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisCodeStore(redis)
+            store = RedisCodeStore(peer(redis))
             await store.put_ticket(ticket, USER, NOW + TICKET_TTL, NOW)
             got = await store.take_ticket(ticket, NOW + TICKET_TTL + offset)
             assert got == (USER if taken else None)
@@ -244,7 +245,7 @@ def test_redis_ttl_removes_codes_and_tickets_in_real_time(redis_url: str) -> Non
 
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisCodeStore(redis)
+            store = RedisCodeStore(peer(redis))
             now = datetime.now(UTC)
             await store.put(USER, HANDLE, MAC, now + SECOND, now)
             await store.put_ticket(token_key("ticket-3"), USER, now + SECOND, now)
@@ -263,7 +264,7 @@ def test_redis_ttl_removes_codes_and_tickets_in_real_time(redis_url: str) -> Non
 def test_bad_arguments_are_refused(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisCodeStore(redis)
+            store = RedisCodeStore(peer(redis))
             with pytest.raises(ValueError, match="not after now"):
                 await store.put(USER, HANDLE, MAC, NOW, NOW)
             with pytest.raises(ValueError, match="not after now"):
@@ -281,7 +282,7 @@ def test_works_with_a_client_that_does_not_decode(redis_url: str) -> None:
     async def scenario() -> None:
         raw = Redis.from_url(redis_url)
         try:
-            store = RedisCodeStore(raw)
+            store = RedisCodeStore(peer(raw))
             await _put(store)
             assert await store.check(HANDLE, WRONG_MAC, 5, NOW) == CodeCheck(
                 CodeOutcome.WRONG, USER, 4

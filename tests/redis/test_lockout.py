@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 
+from ca_service.adapters.redis.client import peer
 from ca_service.adapters.redis.lockout import RedisLockoutStore
 from ca_service.domain.lockout import (
     FAILURES_TO_LOCK,
@@ -64,7 +65,7 @@ def _locked_three_times() -> list[tuple[Event, datetime]]:
 def test_store_satisfies_the_port(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store: LockoutStore = RedisLockoutStore(redis)
+            store: LockoutStore = RedisLockoutStore(peer(redis))
             assert await store.state("never0seen") == LockoutState()
 
     asyncio.run(scenario())
@@ -73,7 +74,7 @@ def test_store_satisfies_the_port(redis_url: str) -> None:
 def test_failures_count_up_to_five_then_the_sixth_locks_for_60_minutes(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            changes = await _drive(RedisLockoutStore(redis), _failures(6))
+            changes = await _drive(RedisLockoutStore(peer(redis)), _failures(6))
             assert [c.after.failures for c in changes] == [1, 2, 3, 4, 5, 0]
             assert changes[-1].after == LockoutState(
                 failures=0, locks=1, locked_until=NOW + timedelta(minutes=60)
@@ -101,7 +102,7 @@ def test_lock_lifts_by_time_exactly_after_60_minutes(
 
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisLockoutStore(redis)
+            store = RedisLockoutStore(peer(redis))
             change = (await _drive(store, [*_failures(6), (event, at)]))[-1]
             assert access(change.before, at) is (Access.OPEN if is_open else Access.LOCKED)
             if not is_open:
@@ -119,7 +120,7 @@ def test_lock_lifts_by_time_exactly_after_60_minutes(
 def test_refused_attempts_while_locked_change_nothing(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisLockoutStore(redis)
+            store = RedisLockoutStore(peer(redis))
             locked = (await _drive(store, _failures(6)))[-1].after
             stored = await redis.hgetall(KEY)
             for minutes in (0, 1, 30, 59):
@@ -135,7 +136,7 @@ def test_refused_attempts_while_locked_change_nothing(redis_url: str) -> None:
 def test_third_lock_blocks_until_unlocked(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisLockoutStore(redis)
+            store = RedisLockoutStore(peer(redis))
             changes = await _drive(store, _locked_three_times())
             assert [c.after.locks for c in changes[5::6]] == [1, 2, 3]
             blocked = LockoutState(failures=0, locks=3, locked_until=None, blocked=True)
@@ -156,7 +157,7 @@ def test_third_lock_blocks_until_unlocked(redis_url: str) -> None:
 def test_success_resets_failures_and_lock_count(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisLockoutStore(redis)
+            store = RedisLockoutStore(peer(redis))
             after_lock = NOW + LOCK_DURATION
             steps = [
                 *_failures(6),  # lock 1
@@ -186,7 +187,7 @@ def test_unlock_resets_everything(redis_url: str, failures: int) -> None:
 
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisLockoutStore(redis)
+            store = RedisLockoutStore(peer(redis))
             change = (await _drive(store, [*steps, (U, at)]))[-1]
             assert change.applied and change.after == LockoutState()
             assert await redis.exists(KEY) == 0
@@ -200,7 +201,7 @@ def test_sub_second_now_rounds_the_lock_end_up(redis_url: str) -> None:
 
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisLockoutStore(redis)
+            store = RedisLockoutStore(peer(redis))
             for _ in range(FAILURES_TO_LOCK):
                 change = await store.record(USER, F, now)
             assert change.after.locked_until == lifts
@@ -217,7 +218,7 @@ def test_naive_now_is_refused(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
             with pytest.raises(ValueError, match="naive"):
-                await RedisLockoutStore(redis).record(USER, F, NOW.replace(tzinfo=None))
+                await RedisLockoutStore(peer(redis)).record(USER, F, NOW.replace(tzinfo=None))
 
     asyncio.run(scenario())
 
@@ -225,7 +226,7 @@ def test_naive_now_is_refused(redis_url: str) -> None:
 def test_keys_expire_when_idle_but_never_before_their_lock_lifts(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisLockoutStore(redis)
+            store = RedisLockoutStore(peer(redis))
             await store.record(USER, F, NOW)
             assert (
                 timedelta(days=30) - timedelta(seconds=5)
@@ -233,7 +234,7 @@ def test_keys_expire_when_idle_but_never_before_their_lock_lifts(redis_url: str)
                 <= timedelta(days=30)
             )
 
-            short = RedisLockoutStore(redis, prefix="short:", idle_ttl=SECOND)
+            short = RedisLockoutStore(peer(redis), prefix="short:", idle_ttl=SECOND)
             real_now = datetime.now(UTC)
             for _ in range(FAILURES_TO_LOCK):
                 await short.record("locked01", F, real_now)
@@ -251,7 +252,7 @@ def test_keys_expire_when_idle_but_never_before_their_lock_lifts(redis_url: str)
 def test_script_is_reloaded_after_a_script_flush(redis_url: str) -> None:
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisLockoutStore(redis)
+            store = RedisLockoutStore(peer(redis))
             await store.record(USER, F, NOW)
             await redis.script_flush()
             assert (await store.record(USER, F, NOW)).after.failures == 2
@@ -263,7 +264,7 @@ def test_works_with_a_client_that_does_not_decode(redis_url: str) -> None:
     async def scenario() -> None:
         raw = redis.asyncio.Redis.from_url(redis_url)
         try:
-            store = RedisLockoutStore(raw)
+            store = RedisLockoutStore(peer(raw))
             await _drive(store, _failures(6))
         finally:
             await raw.aclose()
@@ -298,7 +299,7 @@ def test_store_follows_the_pure_machine(
 
     async def scenario() -> None:
         async with client(redis_server) as redis:
-            changes = await _drive(RedisLockoutStore(redis, prefix="prop:"), steps, user)
+            changes = await _drive(RedisLockoutStore(peer(redis), prefix="prop:"), steps, user)
             # Shown by --hypothesis-show-statistics: how often examples reach locks and blocks.
             note_event(f"most locks reached: {max((c.after.locks for c in changes), default=0)}")
             refused = sum(not c.applied for c in changes)
@@ -320,7 +321,7 @@ def test_sixty_concurrent_failures_over_several_connections(redis_url: str) -> N
             client(redis_url) as c,
             client(redis_url) as d,
         ):
-            stores = [RedisLockoutStore(r) for r in (a, b, c, d)]
+            stores = [RedisLockoutStore(peer(r)) for r in (a, b, c, d)]
             changes = await asyncio.gather(*(stores[i % 4].record(USER, F, NOW) for i in range(60)))
             # Each applied change saw a distinct count: the six were serialised.
             assert sorted(c.before.failures for c in changes if c.applied) == [0, 1, 2, 3, 4, 5]
@@ -357,7 +358,7 @@ def test_sixty_failures_from_two_processes(redis_url: str) -> None:
 
     async def final_state() -> LockoutState:
         async with client(redis_url) as r:
-            return await RedisLockoutStore(r).state(USER)
+            return await RedisLockoutStore(peer(r)).state(USER)
 
     assert asyncio.run(final_state()) == _SIXTY_AT_ONCE
 
@@ -367,7 +368,7 @@ def test_only_the_given_now_decides(redis_url: str) -> None:
 
     async def scenario() -> None:
         async with client(redis_url) as redis:
-            store = RedisLockoutStore(redis)
+            store = RedisLockoutStore(peer(redis))
             past = datetime(2001, 1, 1, tzinfo=UTC)
             for _ in range(FAILURES_TO_LOCK):
                 await store.record(USER, F, past)

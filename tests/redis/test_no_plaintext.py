@@ -7,6 +7,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from ca_service.adapters.redis.client import peer
 from ca_service.adapters.redis.codes import RedisCodeStore
 from ca_service.adapters.redis.lockout import RedisLockoutStore
 from ca_service.domain.codes import CODE_MAX_TRIES, CODE_TTL, TICKET_TTL, code_mac, token_key
@@ -47,7 +48,7 @@ async def _dump(redis: Redis) -> str:
 def test_no_secret_in_any_key_or_value(redis_url: str) -> None:
     async def scenario() -> str:
         async with client(redis_url) as redis:
-            lockout, codes = RedisLockoutStore(redis), RedisCodeStore(redis)
+            lockout, codes = RedisLockoutStore(peer(redis)), RedisCodeStore(peer(redis))
             # B1: wrong passwords counted for a known and an unknown ID, then one success.
             for user in ("taro0001", "nobody99"):
                 for _ in range(3):

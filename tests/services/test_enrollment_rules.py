@@ -5,47 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from ca_service.adapters.keystore import CaFiles
+from ca_service.adapters.mail import templates
 from ca_service.adapters.mail.outbox import SqlOutbox
-from ca_service.adapters.passwords import Argon2Passwords
+from ca_service.adapters.passwords import Argon2Passwords, PasswordHashing
+from ca_service.adapters.redis.client import peer
 from ca_service.adapters.redis.codes import RedisCodeStore
 from ca_service.adapters.redis.lockout import RedisLockoutStore
 from ca_service.adapters.sql.accounts import SqlAccountStore
 from ca_service.adapters.sql.certificates import SqlCertificateStore
-from ca_service.adapters.sql.database import Database, open_database
-from ca_service.adapters.sql.migrations import migrate
+from ca_service.adapters.sql.database import Database
 from ca_service.config import load_settings
 from ca_service.domain.validity import renewal_opens_at
 from ca_service.errors import AlreadyIssued, CAError, InvalidCredentials, Locked
 from ca_service.pki.certificates import ClientCertificateFactory
-from ca_service.pki.signer import SoftwareSigner
 from ca_service.services.accounts import AccountService
 from ca_service.services.enrollment import EnrollmentService
 from ca_service.services.issuance import IssuanceService
+from tests.fakes import FakeClock
 from tests.support import PASSPHRASE, ca_env, init_ca
 
 START = datetime(2026, 11, 21, 1, 0, 0, tzinfo=UTC)
 PASSWORD = "Sp3c-Rule!"
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, delta: timedelta) -> None:
-        self.current += delta
 
 
 @pytest.fixture(scope="module")
@@ -76,21 +65,16 @@ class World:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = open_database(f"sqlite:///{tmp_path / 'rules.db'}", readers=2)
-    migrate(database)
-    yield database
-    database.close()
-
-
-@pytest.fixture
-async def world(ca_files: CaFiles, database: Database, redis_url: str) -> AsyncIterator[World]:
+async def world(
+    ca_files: CaFiles, sqlite_database: Database, redis_url: str
+) -> AsyncIterator[World]:
+    database = sqlite_database
     settings = load_settings(ca_env(ca_files.data_dir))
     loaded = ca_files.load(PASSPHRASE.encode())
     clock = FakeClock(START)
     redis = Redis.from_url(redis_url)
     factory = ClientCertificateFactory(
-        SoftwareSigner(loaded.issuing_key),
+        loaded.issuing_signer,
         issuer_name=loaded.issuing.subject.public_bytes(),
         issuer_key_id=b"\x01" * 20,
         profile=settings.client_profile,
@@ -104,21 +88,28 @@ async def world(ca_files: CaFiles, database: Database, redis_url: str) -> AsyncI
         pkcs12_kdf_rounds=1000,
     )
     accounts_store = SqlAccountStore(database)
-    lockouts = RedisLockoutStore(redis, "rules:")
-    passwords = Argon2Passwords(memory_kib=1024, time_cost=1)
+    lockouts = RedisLockoutStore(peer(redis), "rules:")
+    passwords = PasswordHashing(
+        Argon2Passwords(memory_kib=1024, time_cost=1), concurrency=2, queue=8
+    )
     parts: dict[str, Any] = {
         "accounts": accounts_store,
         "certificates": certificates,
         "lockouts": lockouts,
-        "codes_store": RedisCodeStore(redis, "rules:"),
+        "codes_store": RedisCodeStore(peer(redis), "rules:"),
         "passwords": passwords,
+        "templates": templates,
         "issuance": issuance,
         "clock": clock,
         "code_key": b"k" * 32,
     }
     enrollment = EnrollmentService(**parts)
     accounts = AccountService(
-        accounts=accounts_store, lockouts=lockouts, passwords=passwords, clock=clock
+        accounts=accounts_store,
+        lockouts=lockouts,
+        passwords=passwords,
+        templates=templates,
+        clock=clock,
     )
     organization, initial = await accounts.create_organization("規則テスト株式会社")
     await accounts.register_master(
@@ -276,7 +267,9 @@ async def test_stronger_hash_parameters_rehash_at_next_login(world: World) -> No
     before = await SqlAccountStore(world.database).account(world.user_id)
     assert before is not None and "m=1024,t=1" in before.password_hash
     stronger = Argon2Passwords(memory_kib=2048, time_cost=2)
-    raised = EnrollmentService(**(world.parts | {"passwords": stronger}))
+    raised = EnrollmentService(
+        **(world.parts | {"passwords": PasswordHashing(stronger, concurrency=1, queue=1)})
+    )
     await raised.start_authentication(world.user_id, PASSWORD)
     after = await SqlAccountStore(world.database).account(world.user_id)
     assert after is not None and "m=2048,t=2" in after.password_hash
@@ -295,7 +288,9 @@ async def test_login_shares_the_lockout_ignores_renewal_and_rehashes(world: Worl
     with pytest.raises(AlreadyIssued):
         await world.enrollment.start_authentication(world.user_id, PASSWORD)
     stronger = Argon2Passwords(memory_kib=2048, time_cost=2)
-    raised = EnrollmentService(**(world.parts | {"passwords": stronger}))
+    raised = EnrollmentService(
+        **(world.parts | {"passwords": PasswordHashing(stronger, concurrency=1, queue=1)})
+    )
     view = await raised.login(world.user_id, PASSWORD)  # login is not issuance (no C2)
     assert view.account.user_id == world.user_id and view.now == world.clock.now()
     assert (view.lockout.failures, view.lockout.locks, view.lockout.blocked) == (0, 0, False)

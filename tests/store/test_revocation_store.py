@@ -4,27 +4,18 @@ entries dropping off the CRL, the shared CRL-number counter."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
 from ca_service.adapters.sql.certificates import SqlCertificateStore
 from ca_service.adapters.sql.crls import SqlCrlStore
-from ca_service.adapters.sql.database import Database, open_database
-from ca_service.adapters.sql.migrations import migrate
+from ca_service.adapters.sql.database import Database
 from ca_service.adapters.sql.revocations import SqlRevocationStore
 from ca_service.errors import FailedPrecondition
 from ca_service.pki.crl import Reason
 from tests.store.test_sql_store import NOW, _record
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    database = open_database(database_url, readers=2)
-    migrate(database)
-    yield database
-    database.close()
+from tests.support import store_revoke
 
 
 def test_revocations_get_increasing_sequences_and_drop_off_after_expiry(
@@ -38,32 +29,18 @@ def test_revocations_get_increasing_sequences_and_drop_off_after_expiry(
     async def scenario() -> None:
         for record in records:
             await certificates.record_issued(record)
-        first = await revocations.revoke(
-            serial=records[0].serial,
-            user_id=None,
-            reason=Reason.KEY_COMPROMISE,
-            invalidity_date=None,
-            actor="operator",
-            now=NOW,
-        )
-        rest = await revocations.revoke(
-            serial=None,
+        first = await store_revoke(revocations, NOW, serial=records[0].serial)
+        rest = await store_revoke(
+            revocations,
+            NOW + timedelta(seconds=1),
             user_id="store001",
             reason=Reason.SUPERSEDED,
-            invalidity_date=None,
-            actor="operator",
-            now=NOW + timedelta(seconds=1),
         )
         sequences = [r.sequence for r in first + rest]
         assert sequences == sorted(sequences) and len(set(sequences)) == 3
         with pytest.raises(FailedPrecondition):
-            await revocations.revoke(
-                serial=records[0].serial,
-                user_id=None,
-                reason=Reason.UNSPECIFIED,
-                invalidity_date=None,
-                actor="operator",
-                now=NOW,
+            await store_revoke(
+                revocations, NOW, serial=records[0].serial, reason=Reason.UNSPECIFIED
             )
         assert await revocations.latest_sequence() == sequences[-1]
         assert [r.sequence for r in await revocations.since(sequences[0])] == sequences[1:]

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import secrets
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,14 +17,6 @@ from ca_service.domain.records import CertificateRecord, KeySource
 from ca_service.errors import AlreadyExists, StoreError
 
 NOW = datetime(2026, 11, 21, 1, 2, 3, tzinfo=UTC)
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    database = open_database(database_url, readers=2)
-    migrate(database)
-    yield database
-    database.close()
 
 
 def _record(

@@ -13,14 +13,16 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from ca_service.adapters.grpc.auth import allowed_roles, role_from_pem
-from ca_service.domain.profiles import Role
+from ca_service.adapters.grpc.auth import allowed_roles, caller_from_pem
+from ca_service.domain.profiles import Caller, Role
 from ca_service.errors import ERROR_DOMAIN, CAError, PermissionDenied, Unauthenticated
 
-__all__ = ["CALLER_ROLE", "AuthorizationInterceptor", "abort_with", "status_for"]
+__all__ = ["CALLER", "CALLER_ROLE", "AuthorizationInterceptor", "abort_with", "status_for"]
 
-# The authorised caller's role, for servicers whose rules depend on it; each call runs in
-# its own task, so the value never leaks between calls.
+# The authorised caller (role and credential name), for servicers whose rules depend on it
+# and for the audit log; each call runs in its own task, so the values never leak between
+# calls.
+CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("caller")
 CALLER_ROLE: contextvars.ContextVar[Role] = contextvars.ContextVar("caller_role")
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ def status_for(error: CAError) -> grpc.Status:
     detail = any_pb2.Any()
     detail.Pack(
         error_details_pb2.ErrorInfo(
-            reason=error.reason, domain=ERROR_DOMAIN, metadata=dict(error.metadata)
+            reason=error.reason.value, domain=ERROR_DOMAIN, metadata=dict(error.metadata)
         )
     )
     status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
@@ -43,14 +45,14 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: CAError
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-def _caller_role(context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+def _caller(context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
     certificates = list(context.auth_context().get("x509_pem_cert", ()))
     if not certificates:
         raise Unauthenticated("a client certificate is required")
-    role = role_from_pem(certificates[0])
-    if role is None:
+    caller = caller_from_pem(certificates[0])
+    if caller is None:
         raise PermissionDenied("the client certificate names no role")
-    return role
+    return caller
 
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
@@ -60,10 +62,11 @@ StreamBehavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterat
 def _authorize(method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     roles = allowed_roles(method)
     if roles is not None:
-        role = _caller_role(context)
-        if role not in roles:
-            raise PermissionDenied(f"role {role.value} may not call {method}")
-        CALLER_ROLE.set(role)
+        caller = _caller(context)
+        if caller.role not in roles:
+            raise PermissionDenied(f"role {caller.role.value} may not call {method}")
+        CALLER.set(caller)
+        CALLER_ROLE.set(caller.role)
 
 
 async def _map_error(

@@ -10,9 +10,9 @@ from grpc_reflection.v1alpha import reflection
 
 from ca_service.adapters.grpc.interceptors import AuthorizationInterceptor
 from ca_service.adapters.grpc.servicer import CertificateAuthorityServicer
-from ca_service.adapters.keystore import ClientCredential
 from ca_service.api import pb, pb_grpc
 from ca_service.errors import ConfigurationError
+from ca_service.shared.credentials import ClientCredential
 
 __all__ = ["SERVICE_NAME", "HealthServicer", "build_server"]
 

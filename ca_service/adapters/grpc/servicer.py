@@ -11,23 +11,34 @@ import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ca_service.adapters.grpc.interceptors import CALLER_ROLE
-from ca_service.adapters.mail.outbox import OutboxRow, SqlOutbox
-from ca_service.adapters.sql.audit import SqlAuditLog
-from ca_service.adapters.sql.revocations import RevocationRecord
+from ca_service.adapters.grpc.interceptors import CALLER, CALLER_ROLE
 from ca_service.api import pb, pb_grpc
 from ca_service.domain.accounts import AccountRole
+from ca_service.domain.email_verification import VerificationPurpose
+from ca_service.domain.holdings import CertificateSummary, Holding, RevocationCause
 from ca_service.domain.lockout import Access, access
+from ca_service.domain.mail import OutboxRow
 from ca_service.domain.profiles import Role
-from ca_service.domain.records import CertificateRecord, CertificateStatus, KeySource, status_at
-from ca_service.errors import InvalidArgument, PermissionDenied, Unavailable
+from ca_service.domain.records import (
+    CertificateRecord,
+    CertificateStatus,
+    KeySource,
+    RevocationRecord,
+    status_at,
+)
+from ca_service.domain.rules import Rules
+from ca_service.errors import ErrorReason, InvalidArgument, PermissionDenied, Unavailable
 from ca_service.ports import Clock
+from ca_service.services.account_issuance import AccountIssuance, IssuanceOrder
 from ca_service.services.accounts import AccountService, UserView
+from ca_service.services.email_verification import EmailVerificationService
 from ca_service.services.enrollment import EnrollmentService
 from ca_service.services.issuance import IssuanceService, parse_serial
+from ca_service.services.oversight import AuditTrail, MailListing
 from ca_service.services.revocation import RevocationService
+from ca_service.services.user_revocation import UserRevocation
 
-__all__ = ["CertificateAuthorityServicer", "certificate_message"]
+__all__ = ["CertificateAuthorityServicer", "certificate_message", "rules_message"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -60,6 +71,45 @@ def certificate_message(record: CertificateRecord, now: datetime) -> pb.Certific
     )
 
 
+def rules_message(rules: Rules) -> pb.Rules:
+    return pb.Rules(
+        user_id_min_length=rules.user_id_min_length,
+        user_id_max_length=rules.user_id_max_length,
+        password_min_length=rules.password_min_length,
+        password_max_length=rules.password_max_length,
+        code_digits=rules.code_digits,
+        failures_to_lock=rules.failures_to_lock,
+        locks_to_block=rules.locks_to_block,
+        certificate_validity_days=rules.certificate_validity_days,
+        renewal_window_days=rules.renewal_window_days,
+        code_validity=rules.code_validity,
+        lock_duration=rules.lock_duration,
+        email_link_validity=rules.email_link_validity,
+        resend_interval=rules.resend_interval,
+        resends_per_window=rules.resends_per_window,
+        resend_window=rules.resend_window,
+    )
+
+
+_PURPOSE = {
+    VerificationPurpose.USER_EMAIL_CHANGE: pb.EMAIL_PURPOSE_USER_EMAIL_CHANGE,
+    VerificationPurpose.PORTAL_REGISTRATION: pb.EMAIL_PURPOSE_PORTAL_REGISTRATION,
+}
+_PURPOSE_OF: dict[int, VerificationPurpose] = {
+    value: purpose for purpose, value in _PURPOSE.items()
+}
+
+
+def _purpose(value: int) -> VerificationPurpose:
+    purpose = _PURPOSE_OF.get(value)
+    if purpose is None:
+        raise InvalidArgument(
+            "purpose must be USER_EMAIL_CHANGE or PORTAL_REGISTRATION",
+            metadata={"field": "purpose"},
+        )
+    return purpose
+
+
 _ROLE = {AccountRole.MASTER: pb.USER_ROLE_MASTER, AccountRole.GENERAL: pb.USER_ROLE_GENERAL}
 _ACCESS = {
     Access.OPEN: pb.USER_STATE_ACTIVE,
@@ -83,9 +133,39 @@ def user_message(view: UserView) -> pb.User:
         lock_count=lockout.locks,
         consecutive_failures=lockout.failures,
         created_at=_timestamp(account.created_at),
+        password_change_required=account.password_initial,
     )
     if state is Access.LOCKED and lockout.locked_until is not None:
         message.locked_until.CopyFrom(_timestamp(lockout.locked_until))
+    if view.certificate is not None:
+        message.certificate.CopyFrom(_summary_message(view.certificate))
+    if account.password_changed_at is not None:
+        message.password_changed_at.FromDatetime(account.password_changed_at)  # exact
+    return message
+
+
+_HOLDING = {
+    Holding.VALID: pb.CERTIFICATE_HOLDING_VALID,
+    Holding.REVOKED: pb.CERTIFICATE_HOLDING_REVOKED,
+    Holding.EXPIRED: pb.CERTIFICATE_HOLDING_EXPIRED,
+    Holding.NONE: pb.CERTIFICATE_HOLDING_NONE,
+}
+_CAUSE = {
+    pb.REVOCATION_CAUSE_PC_CHANGE: RevocationCause.PC_CHANGE,
+    pb.REVOCATION_CAUSE_LOST_PC: RevocationCause.LOST_PC,
+}
+
+
+def _summary_message(summary: CertificateSummary) -> pb.CertificateSummary:
+    message = pb.CertificateSummary(
+        holding=_HOLDING[summary.holding],
+        serial_number=summary.serial_hex,
+        renewal_open=summary.renewal_open,
+    )
+    if summary.not_after is not None:
+        message.not_after.CopyFrom(_timestamp(summary.not_after))
+    if summary.renewal_opens_at is not None:
+        message.renewal_opens_at.CopyFrom(_timestamp(summary.renewal_opens_at))
     return message
 
 
@@ -104,6 +184,16 @@ def _acting(acting_user_id: str) -> str:
     return acting_user_id
 
 
+def _order(request: pb.SignCsrRequest | pb.IssueCertificateRequest) -> IssuanceOrder:
+    """An operator's or service's issuance for a named user, with who asked."""
+    return IssuanceOrder(
+        user_id=request.user_id,
+        caller=CALLER.get(),
+        organization=request.organization,
+        override_renewal_window=request.override_renewal_window,
+    )
+
+
 class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
     def __init__(
         self,
@@ -111,27 +201,39 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         clock: Clock,
         enrollment: EnrollmentService | None = None,
         accounts: AccountService | None = None,
-        outbox: SqlOutbox | None = None,
+        mail: MailListing | None = None,
         revocation: RevocationService | None = None,
-        audit: SqlAuditLog | None = None,
+        audit: AuditTrail | None = None,
+        account_issuance: AccountIssuance | None = None,
+        rules: Rules | None = None,
+        email: EmailVerificationService | None = None,
+        user_revocation: UserRevocation | None = None,
     ) -> None:
         self._issuance = issuance
+        self._email = email
+        self._user_revocation = user_revocation
+        self._account_issuance = account_issuance
         self._clock = clock
         self._enrollment = enrollment
         self._accounts = accounts
-        self._outbox = outbox
+        self._mail = mail
         self._revocation = revocation
         self._audit = audit
         chain = issuance.chain
+        self._rules = rules_message(rules or Rules())
         self._chain_response = pb.GetCaChainResponse(
             certificates=[certificate.public_bytes(Encoding.DER) for certificate in chain],
             pem="".join(certificate.public_bytes(Encoding.PEM).decode() for certificate in chain),
         )
 
+    @property
+    def account_issuance(self) -> AccountIssuance:
+        if self._account_issuance is None:
+            raise Unavailable("issuance for named users is not configured on this server")
+        return self._account_issuance
+
     async def SignCsr(self, request: pb.SignCsrRequest, context: Context) -> pb.SignCsrResponse:
-        record = await self._issuance.sign_csr(
-            request.csr, user_id=request.user_id, organization=request.organization
-        )
+        record = await self.account_issuance.sign_csr(request.csr, _order(request))
         return pb.SignCsrResponse(certificate=certificate_message(record, self._clock.now()))
 
     @property
@@ -150,6 +252,11 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         self, request: pb.IssueCertificateRequest, context: Context
     ) -> pb.IssueCertificateResponse:
         if request.issuance_ticket:
+            if request.override_renewal_window:
+                raise InvalidArgument(
+                    "the renewal window cannot be overridden with an issuance ticket",
+                    metadata={"field": "override_renewal_window"},
+                )
             if request.csr:
                 record = await self.enrollment.sign_csr(request.issuance_ticket, request.csr)
                 return pb.IssueCertificateResponse(
@@ -168,11 +275,7 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
                 "a gateway issues only against an issuance ticket",
                 metadata={"field": "issuance_ticket"},
             )
-        issued = await self._issuance.issue_with_server_key(
-            user_id=request.user_id,
-            organization=request.organization,
-            password=request.pkcs12_password,
-        )
+        issued = await self.account_issuance.issue_pkcs12(request.pkcs12_password, _order(request))
         return pb.IssueCertificateResponse(
             certificate=certificate_message(issued.record, self._clock.now()),
             pkcs12=issued.pkcs12,
@@ -206,6 +309,9 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         self, request: pb.GetCaChainRequest, context: Context
     ) -> pb.GetCaChainResponse:
         return self._chain_response
+
+    async def GetRules(self, request: pb.GetRulesRequest, context: Context) -> pb.Rules:
+        return self._rules
 
     # -- enrollment -----------------------------------------------------------------------
 
@@ -310,15 +416,9 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         return response
 
     async def ListMail(self, request: pb.ListMailRequest, context: Context) -> pb.ListMailResponse:
-        if self._outbox is None:
+        if self._mail is None:
             raise Unavailable("mail is not configured on this server")
-        if request.status not in ("", "pending", "sent", "failed", "expired"):
-            raise InvalidArgument(
-                "status must be pending, sent, failed or expired", metadata={"field": "status"}
-            )
-        rows = await self._outbox.list(
-            limit=min(request.limit or 100, 1000), status=request.status or None
-        )
+        rows = await self._mail.list(status=request.status, limit=request.limit)
         return pb.ListMailResponse(mail=[_mail_item(row) for row in rows])
 
     # -- revocation and audit ---------------------------------------------------------------
@@ -330,7 +430,7 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         return self._revocation
 
     @property
-    def audit(self) -> SqlAuditLog:
+    def audit(self) -> AuditTrail:
         if self._audit is None:
             raise Unavailable("the audit log is not configured on this server")
         return self._audit
@@ -369,11 +469,11 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         self, request: pb.ListAuditRequest, context: Context
     ) -> pb.ListAuditResponse:
         rows = await self.audit.list(
-            user_id=request.user_id or None,
-            action=request.action or None,
+            user_id=request.user_id,
+            action=request.action,
             since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
             until=request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None,
-            limit=min(request.limit or 100, 10_000),
+            limit=request.limit,
         )
         return pb.ListAuditResponse(
             records=[
@@ -398,6 +498,89 @@ class CertificateAuthorityServicer(pb_grpc.CertificateAuthorityServicer):
         return pb.VerifyAuditResponse(
             intact=broken is None, rows=rows, first_broken_id=broken or 0, problem=problem
         )
+
+    # -- e-mail verification (SPEC D1) and the portal's mail -------------------------------
+
+    @property
+    def email(self) -> EmailVerificationService:
+        if self._email is None:
+            raise Unavailable("e-mail verification is not configured on this server")
+        return self._email
+
+    async def RequestEmailVerification(
+        self, request: pb.RequestEmailVerificationRequest, context: Context
+    ) -> pb.RequestEmailVerificationResponse:
+        requested = await self.email.request(
+            CALLER.get(),
+            _purpose(request.purpose),
+            user_id=request.user_id,
+            address=request.address,
+            link_base_url=request.link_base_url,
+        )
+        return pb.RequestEmailVerificationResponse(
+            expires_at=_timestamp(requested.expires_at), masked_address=requested.masked_address
+        )
+
+    async def ConfirmEmailVerification(
+        self, request: pb.ConfirmEmailVerificationRequest, context: Context
+    ) -> pb.ConfirmEmailVerificationResponse:
+        verified = await self.email.confirm(
+            CALLER.get(), request.token, check_only=request.check_only
+        )
+        return pb.ConfirmEmailVerificationResponse(
+            purpose=_PURPOSE[verified.purpose],
+            address=verified.address,
+            user_id=verified.user_id or "",
+        )
+
+    async def SendProcedureCompletionMail(
+        self, request: pb.SendProcedureCompletionMailRequest, context: Context
+    ) -> pb.SendProcedureCompletionMailResponse:
+        if not request.HasField("submitted_at"):
+            raise InvalidArgument("submitted_at is required", metadata={"field": "submitted_at"})
+        queued = await self.email.send_completion(
+            CALLER.get(),
+            address=request.address,
+            receipt_number=request.receipt_number,
+            submitted_at=request.submitted_at.ToDatetime(tzinfo=UTC),
+        )
+        return pb.SendProcedureCompletionMailResponse(queued=queued)
+
+    # -- password change, resending the code, a master user's revocations (issue 11) ---------
+
+    async def ChangePassword(self, request: pb.ChangePasswordRequest, context: Context) -> pb.User:
+        return user_message(
+            await self.enrollment.change_password(
+                request.user_id, request.current_password, request.new_password
+            )
+        )
+
+    async def ResendCode(
+        self, request: pb.ResendCodeRequest, context: Context
+    ) -> pb.StartAuthenticationResponse:
+        resent = await self.enrollment.resend_code(request.session_handle)
+        return pb.StartAuthenticationResponse(
+            session_handle=resent.session_handle,
+            code_expires_at=_timestamp(resent.code_expires_at),
+            masked_email=resent.masked_email,
+        )
+
+    async def RevokeUserCertificates(
+        self, request: pb.RevokeUserCertificatesRequest, context: Context
+    ) -> pb.RevokeCertificateResponse:
+        if self._user_revocation is None:
+            raise Unavailable("revocation by master users is not configured on this server")
+        cause = _CAUSE.get(request.cause)
+        if cause is None:
+            raise InvalidArgument(
+                "cause must be PC_CHANGE or LOST_PC",
+                reason=ErrorReason.INVALID_REASON,
+                metadata={"field": "cause"},
+            )
+        records = await self._user_revocation.revoke(
+            acting_user_id=_acting(request.acting_user_id), user_id=request.user_id, cause=cause
+        )
+        return pb.RevokeCertificateResponse(revocations=[_revocation(r) for r in records])
 
 
 def _revocation(record: RevocationRecord) -> pb.Revocation:

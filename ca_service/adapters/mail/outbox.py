@@ -16,24 +16,17 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ca_service.adapters.sql.database import Cursor, Database
+from ca_service.adapters.sql.time import epoch, instant
+from ca_service.domain.mail import MailKind, MailStatus, OutboxRow, OutgoingMail
 
 __all__ = [
-    "KIND_BLOCKED",
-    "KIND_CODE",
-    "KIND_EXPIRY",
-    "KIND_LOCKED",
-    "KIND_RENEWAL",
-    "KIND_UNLOCKED",
     "REDACTED_BODY",
-    "STATUSES",
     "ClaimedMail",
     "Condition",
-    "OutboxRow",
-    "OutgoingMail",
     "SqlOutbox",
     "backoff",
     "claim",
@@ -44,18 +37,11 @@ __all__ = [
     "mark_sent",
 ]
 
-KIND_CODE = "code"
-KIND_LOCKED = "locked"
-KIND_BLOCKED = "blocked"
-KIND_UNLOCKED = "unlocked"
-KIND_RENEWAL = "renewal"
-KIND_EXPIRY = "expiry"
-
-STATUSES = ("pending", "sent", "failed", "expired")
 REDACTED_BODY = "[redacted after delivery]"
 # Kinds whose body is a secret: it is erased as soon as the row leaves 'pending', so an
-# authentication code does not rest in the database (or its backups) once it is useless.
-_SECRET_KINDS = (KIND_CODE,)
+# authentication code or an e-mail verification link does not rest in the database (or its
+# backups) once it is delivered or useless.
+_SECRET_KINDS = (MailKind.CODE, MailKind.EMAIL_VERIFICATION)
 
 _FIRST_RETRY = timedelta(seconds=5)
 _LONGEST_RETRY = timedelta(minutes=10)
@@ -71,46 +57,6 @@ _REDACT_IF_SECRET = (
 # every value is a bound parameter.
 
 
-def _epoch(instant: datetime) -> int:
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise ValueError(f"expected a timezone-aware instant, got naive {instant!r}")
-    return int(instant.timestamp())
-
-
-def _instant(epoch: int | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
-
-
-def _single_line(name: str, value: str) -> None:
-    # A CR or LF in a header value would let a caller inject headers into the message.
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name} must be a single line")
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMail:
-    """A mail to queue. ``dedupe_key`` makes it unique (one notice per certificate);
-    ``expires_at`` is when sending it becomes pointless (a code's end of validity)."""
-
-    kind: str
-    recipient: str
-    subject: str
-    body: str
-    dedupe_key: str | None = None
-    expires_at: datetime | None = None
-
-    def __post_init__(self) -> None:
-        if not self.kind:
-            raise ValueError("kind must not be empty")
-        _single_line("recipient", self.recipient)
-        _single_line("subject", self.subject)
-        local, at, domain = self.recipient.rpartition("@")
-        if not (local and at and domain) or "," in self.recipient or " " in self.recipient:
-            raise ValueError("recipient must be one plain e-mail address")
-        if self.expires_at is not None:
-            _epoch(self.expires_at)
-
-
 @dataclass(frozen=True, slots=True)
 class Condition:
     """An SQL predicate (``?`` placeholders) that must hold, in the inserting
@@ -118,26 +64,6 @@ class Condition:
 
     sql: str
     params: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """What ``ca-admin mail list`` shows: everything but the body."""
-
-    id: int
-    kind: str
-    recipient: str
-    subject: str
-    status: str
-    attempts: int
-    created_at: datetime
-    next_attempt_at: datetime
-    expires_at: datetime | None
-    sent_at: datetime | None
-    claimed_by: str | None
-    claimed_until: datetime | None
-    last_error: str | None
-    dedupe_key: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +105,9 @@ def enqueue(
             mail.recipient,
             mail.subject,
             mail.body,
-            _epoch(now),
-            None if mail.expires_at is None else _epoch(mail.expires_at),
-            _epoch(now),
+            epoch(now),
+            None if mail.expires_at is None else epoch(mail.expires_at),
+            epoch(now),
             *condition.params,
         ),
     ).fetchall()
@@ -211,7 +137,7 @@ def claim(
     if limit < 1:
         raise ValueError("limit must be at least 1")
     lock = " FOR UPDATE SKIP LOCKED" if cursor.dialect == "postgresql" else ""
-    current = _epoch(now)
+    current = epoch(now)
     # MATERIALIZED: the CTE (and its row locks) is evaluated exactly once, so the UPDATE
     # can never touch more rows than were selected and locked.
     rows = cursor.execute(
@@ -224,7 +150,7 @@ def claim(
         " UPDATE outbox SET claimed_by = ?, claimed_until = ?"
         " WHERE id IN (SELECT id FROM due)"
         " RETURNING id, kind, recipient, subject, body, attempts, created_at",
-        (current, current, current, limit, worker_id, _epoch(now + lease)),
+        (current, current, current, limit, worker_id, epoch(now + lease)),
     ).fetchall()
     claimed = [
         ClaimedMail(
@@ -234,7 +160,7 @@ def claim(
             subject=row[3],
             body=row[4],
             attempts=int(row[5]),
-            created_at=datetime.fromtimestamp(row[6], UTC),
+            created_at=instant(row[6]),
         )
         for row in rows
     ]
@@ -251,7 +177,7 @@ def mark_sent(cursor: Cursor, mail_id: int, now: datetime) -> bool:
         "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"  # noqa: S608
         f" claimed_by = NULL, claimed_until = NULL, body = {_REDACT_IF_SECRET}"
         " WHERE id = ? AND status = 'pending' RETURNING id",
-        (_epoch(now), mail_id),
+        (epoch(now), mail_id),
     ).fetchall()
     return bool(rows)
 
@@ -284,7 +210,7 @@ def mark_failed(
         f" body = CASE WHEN attempts + 1 >= ? THEN {_REDACT_IF_SECRET} ELSE body END"
         " WHERE id = ? AND claimed_by = ? AND status = 'pending' RETURNING status",
         (
-            _epoch(next_attempt),
+            epoch(next_attempt),
             error[:_MAX_ERROR_CHARS],
             max_attempts,
             max_attempts,
@@ -299,7 +225,7 @@ def expire(cursor: Cursor, now: datetime) -> int:
     """Marks 'expired' the pending rows whose ``expires_at`` has come (a code mail that
     could not go out within the code's 30 minutes: a dead code is useless), except rows
     under a live lease, whose worker will record the outcome. Returns how many."""
-    current = _epoch(now)
+    current = epoch(now)
     rows = cursor.execute(
         "UPDATE outbox SET status = 'expired', claimed_by = NULL, claimed_until = NULL,"  # noqa: S608
         f" body = {_REDACT_IF_SECRET}"
@@ -317,8 +243,8 @@ _LIST_COLUMNS = (
 
 
 def _row(values: Sequence[Any]) -> OutboxRow:
-    created_at = _instant(values[6])
-    next_attempt_at = _instant(values[7])
+    created_at = instant(values[6])
+    next_attempt_at = instant(values[7])
     assert created_at is not None and next_attempt_at is not None  # NOT NULL columns
     return OutboxRow(
         id=int(values[0]),
@@ -329,10 +255,10 @@ def _row(values: Sequence[Any]) -> OutboxRow:
         attempts=int(values[5]),
         created_at=created_at,
         next_attempt_at=next_attempt_at,
-        expires_at=_instant(values[8]),
-        sent_at=_instant(values[9]),
+        expires_at=instant(values[8]),
+        sent_at=instant(values[9]),
         claimed_by=values[10],
-        claimed_until=_instant(values[11]),
+        claimed_until=instant(values[11]),
         last_error=values[12],
         dedupe_key=values[13],
     )
@@ -352,8 +278,8 @@ class SqlOutbox:
         """The newest rows first, without bodies, optionally of one status."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        if status is not None and status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        if status is not None and status not in tuple(MailStatus):
+            raise ValueError(f"status must be one of {', '.join(MailStatus)}")
         where = "" if status is None else " WHERE status = ?"
         params: tuple[Any, ...] = (limit,) if status is None else (status, limit)
 

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ca_service.domain.codes import CODE_TTL, code_problem
+from ca_service.domain.accounts import mask_email
+from ca_service.domain.codes import CODE_DIGITS, CODE_TTL, code_problem
 from ca_service.domain.lockout import FAILURES_TO_LOCK, LOCK_DURATION, LOCKS_TO_BLOCK
-from ca_service.domain.validity import JAPAN, RENEWAL_WINDOW_DAYS
+from ca_service.domain.rules import EMAIL_LINK_TTL
+from ca_service.domain.validity import RENEWAL_WINDOW_DAYS
+from ca_service.shared.japan import format_japan_time, format_lock_end
 
 __all__ = [
+    "CODE_LINE",
     "authentication_code",
     "blocked",
+    "email_changed",
+    "email_verification",
     "expiry_notice",
     "format_japan_time",
     "locked",
+    "procedure_completion",
     "renewal_notice",
     "unlocked",
 ]
@@ -26,7 +33,10 @@ __all__ = [
 # (subject, body)
 Rendered = tuple[str, str]
 
-_MINUTE = timedelta(minutes=1)
+
+# How the code mail names the code: ``認証コード：123456`` on a line of its own (the demo's
+# mail sink finds the code by it).
+CODE_LINE = "認証コード："
 
 _FOOTER = (
     "※本メールは送信専用アドレスから送信しています。"
@@ -34,23 +44,12 @@ _FOOTER = (
 )
 
 
-def format_japan_time(instant: datetime, *, round_up: bool = False) -> str:
-    """``instant`` in Japan time to the minute, e.g. ``2027年11月21日 23:59``.
-
-    Seconds are dropped (a notAfter of 23:59:59 reads 23:59) unless ``round_up``, which a
-    "you may try again at" time needs so that it is never earlier than the real instant.
-    """
-    if instant.tzinfo is None or instant.utcoffset() is None:
-        raise ValueError(f"instant must be timezone-aware, got naive {instant!r}")
-    local = instant.astimezone(JAPAN)
-    floored = local.replace(second=0, microsecond=0)
-    if round_up and floored != local:
-        floored += _MINUTE
-    return f"{floored.year}年{floored.month}月{floored.day}日 {floored:%H:%M}"
-
-
 def _minutes(duration: timedelta) -> int:
     return int(duration.total_seconds()) // 60
+
+
+def _hours(duration: timedelta) -> int:
+    return int(duration.total_seconds()) // 3600
 
 
 def _compose(user_id: str, *paragraphs: str) -> str:
@@ -58,7 +57,7 @@ def _compose(user_id: str, *paragraphs: str) -> str:
 
 
 def authentication_code(user_id: str, code: str, expires_at: datetime) -> Rendered:
-    """The one-time authentication code of SPEC B1/B2, valid for 30 minutes."""
+    """The one-time authentication code of SPEC B1/B2, valid for ``CODE_TTL``."""
     problem = code_problem(code)
     if problem is not None:
         raise ValueError(problem)
@@ -68,8 +67,8 @@ def authentication_code(user_id: str, code: str, expires_at: datetime) -> Render
     body = _compose(
         user_id,
         "電子証明書発行のユーザー認証を受け付けました。\n"
-        "「認証コード入力」画面で、次の認証コード（半角数字6桁）を入力してください。",
-        f"認証コード：{code}",
+        f"「認証コード入力」画面で、次の認証コード（半角数字{CODE_DIGITS}桁）を入力してください。",
+        f"{CODE_LINE}{code}",
         f"認証コードの有効期限は{_minutes(CODE_TTL)}分間です（{until}まで）。\n"
         "有効期限を過ぎた場合は、お手数ですがユーザー認証からやり直してください。",
         "このメールにお心当たりのない場合は、本メールを破棄してください。"
@@ -81,9 +80,9 @@ def authentication_code(user_id: str, code: str, expires_at: datetime) -> Render
 
 
 def locked(user_id: str, unlocks_at: datetime) -> Rendered:
-    """SPEC B3/B5: six consecutive wrong passwords locked the user ID for 60 minutes."""
-    # Round up: the lock must really have lifted at the time we name.
-    until = format_japan_time(unlocks_at, round_up=True)
+    """SPEC B3/B5: ``FAILURES_TO_LOCK`` consecutive wrong passwords locked the user ID for
+    ``LOCK_DURATION``."""
+    until = format_lock_end(unlocks_at)
     subject = "【重要】ユーザーIDのロックのお知らせ"
     body = _compose(
         user_id,
@@ -134,7 +133,8 @@ def unlocked(user_id: str) -> Rendered:
 
 
 def renewal_notice(user_id: str, not_after: datetime) -> Rendered:
-    """SPEC C3: the certificate expires in 30 days; renewal (電子証明書の更新) is open."""
+    """SPEC C3: the certificate expires in ``RENEWAL_WINDOW_DAYS`` days; renewal
+    (電子証明書の更新) is open."""
     expires = format_japan_time(not_after)
     subject = "【電子証明書】有効期限が近づいています（更新のお願い）"
     body = _compose(
@@ -158,5 +158,86 @@ def expiry_notice(user_id: str, not_after: datetime) -> Rendered:
         "有効期限が切れた電子証明書では、本システムへのログインができません。",
         "ログイン画面の［電子証明書発行］ボタンから電子証明書を再発行していただくことで、"
         "再び本システムへのログインが可能になります。",
+    )
+    return subject, body
+
+
+# The procedure portal's mails (seed 004) name the portal, not the certificate service.
+_PORTAL_TAG = "【オンライン手続きポータル】"
+_PORTAL_FOOTER = (
+    "本メールは、オンライン手続きポータルをご利用された方へ配信しています。\n"
+    "このメールへの返信はできませんのでご了承ください。"
+)
+
+
+def email_verification(user_id: str | None, link: str, expires_at: datetime) -> Rendered:
+    """SPEC D1 (seed 004 「メール認証URLのご案内」): open ``link`` within ``EMAIL_LINK_TTL``.
+    ``user_id`` names a CA user changing its address; None is the procedure portal's
+    registration. The link is the secret: it goes into the body only."""
+    hours = _hours(EMAIL_LINK_TTL)
+    until = format_japan_time(expires_at)
+    instructions = (
+        f"下記のURLへ「{hours}時間以内」（{until}まで）にアクセスし、"
+        "メール認証を完了させてください。",
+        link,
+        f"{hours}時間を超過すると、URLのリンク先ページは無効となりますのでご注意ください。\n"
+        "URLは一度だけ有効です。有効期限が切れた場合は、お手数ですが再度お手続きください。",
+        "このメールにお心当たりのない場合は、本メールを破棄してください。"
+        "URLにアクセスしない限り、メールアドレスは登録されません。",
+    )
+    if user_id is None:
+        subject = f"{_PORTAL_TAG}メール認証URLのご案内"
+        body = (
+            "\n\n".join(
+                ("ご利用いただきまして誠にありがとうございます。", *instructions, _PORTAL_FOOTER)
+            )
+            + "\n"
+        )
+        return subject, body
+    subject = "【電子証明書】メールアドレス変更 メール認証URLのご案内"
+    body = _compose(
+        user_id,
+        f"ユーザーID「{user_id}」の登録メールアドレスを、このメールアドレスに変更する"
+        "お手続きを受け付けました。",
+        *instructions[:2],
+        "メール認証が完了するまでは、変更前のメールアドレスが引き続き使用されます。\n"
+        + instructions[2],
+        instructions[3].replace("登録されません", "変更されません"),
+    )
+    return subject, body
+
+
+def email_changed(user_id: str, new_address: str, changed_at: datetime) -> Rendered:
+    """SPEC D1: to the old address, after the new one was verified (the address is
+    masked: the old owner need not learn it in full)."""
+    subject = "【重要】登録メールアドレス変更のお知らせ"
+    body = _compose(
+        user_id,
+        f"ユーザーID「{user_id}」の登録メールアドレスは、{format_japan_time(changed_at)}に"
+        f"変更されました（変更後：{mask_email(new_address)}）。\n"
+        "今後のお知らせは変更後のメールアドレスにお送りします。",
+        "お心当たりのない場合は、第三者による不正な操作の可能性があります。"
+        "至急、マスターユーザーまたはヘルプデスクまでご連絡ください。",
+    )
+    return subject, body
+
+
+def procedure_completion(receipt_number: str, submitted_at: datetime) -> Rendered:
+    """Seed 004 「オンライン申請受付完了のお知らせ」, quoting the receipt number."""
+    subject = f"{_PORTAL_TAG}オンライン申請受付完了のお知らせ"
+    rule = "=" * 40
+    body = (
+        "\n\n".join(
+            (
+                "オンライン申請の受付が完了いたしましたので下記受付番号をお伝えします。\n"
+                "申請内容について担当よりご連絡を差し上げることもありますので"
+                "よろしくお願いいたします。",
+                f"{rule}\n受付番号：{receipt_number}\n"
+                f"受付日時：{format_japan_time(submitted_at)}\n{rule}",
+                _PORTAL_FOOTER
+                + "\nもし、心当たりがない場合は、お問い合わせ窓口までご連絡ください。",
+            )
+        )
+        + "\n"
     )
     return subject, body

@@ -34,6 +34,7 @@ from ca_service.adapters.mail.outbox import (
 )
 from ca_service.adapters.sql.database import Cursor, Database
 from ca_service.domain.validity import JAPAN
+from ca_service.errors import StoreError
 from ca_service.ports import Clock
 
 __all__ = ["MailDelivery", "build_message", "message_id"]
@@ -131,6 +132,8 @@ class MailDelivery:
         while not stop.is_set():
             try:
                 result = await self._round()
+            except StoreError:
+                result = _Round(0, 0)  # the outage is logged once, by the store's availability
             except Exception as exc:
                 log.warning("mail delivery round failed: %s", describe_error(exc))
                 result = _Round(0, 0)

@@ -1,16 +1,22 @@
-"""The one way this service opens Redis.
-
-Responses are decoded to ``str``: everything the adapters store is text (user IDs, hex
-MACs, decimal numbers), and the stores parse replies as such.
-"""
+"""The CA's Redis: the shared peer (:mod:`ca_service.shared.redis_peer`), with replies
+decoded to ``str`` and a lost connection raised as the CA's :class:`RedisUnavailable`."""
 
 from __future__ import annotations
 
 import redis.asyncio
 
-__all__ = ["connect"]
+from ca_service.errors import RedisUnavailable
+from ca_service.shared.redis_peer import RedisPeer, open_peer
+
+__all__ = ["connect", "peer"]
 
 
-def connect(url: str) -> redis.asyncio.Redis:
-    """A client (with its own connection pool) for ``url``, e.g. ``redis://host:6379/0``."""
-    return redis.asyncio.Redis.from_url(url, decode_responses=True)
+def peer(client: redis.asyncio.Redis) -> RedisPeer:
+    """The CA's peer for an open ``client`` (tests, tools)."""
+    return RedisPeer(client, error=RedisUnavailable)
+
+
+def connect(url: str) -> RedisPeer:
+    """The CA's peer for ``url`` (``redis://…`` or ``redis+sentinel://…``), with the replica
+    acknowledgements a Sentinel URL asks for."""
+    return open_peer(url, decode_responses=True, error=RedisUnavailable)

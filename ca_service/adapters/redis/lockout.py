@@ -7,9 +7,9 @@ decides and writes in one step, which is what makes concurrent attempts from sev
 service processes count exactly once each (B7); Python only converts values.
 
 Time is the caller's ``now`` only, never Redis ``TIME``: the table stays testable and every
-process agrees with the pure machine. ``locked_until`` is ``now + 60 min`` rounded *up* to
-the whole second, so with a sub-second ``now`` a lock lasts up to one second longer than
-the pure machine says, never shorter; with whole-second ``now`` the two agree exactly.
+process agrees with the pure machine. ``locked_until`` is ``now`` + the lock duration,
+rounded *up* to the whole second, so with a sub-second ``now`` a lock lasts up to one second
+longer than the pure machine says, never shorter; with whole-second ``now`` the two agree exactly.
 
 Expiry (the only use of Redis' own clock): an OPEN or LOCKED hash expires ``idle_ttl``
 after its last write (but never before its lock lifts), so IDs that stop trying (B9 counts
@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-
-from redis.asyncio import Redis
+from string import Template
 
 from ca_service.adapters.redis._wire import epoch_us, from_epoch_s, seconds, text
 from ca_service.domain.lockout import (
@@ -33,6 +32,7 @@ from ca_service.domain.lockout import (
     LockoutState,
 )
 from ca_service.ports import LockoutChange
+from ca_service.shared.redis_peer import RedisPeer
 
 __all__ = ["DEFAULT_IDLE_TTL", "RedisLockoutStore"]
 
@@ -43,8 +43,11 @@ _FIELDS = ("failures", "locks", "locked_until", "blocked")
 # KEYS[1] the hash. ARGV: event, now (epoch µs), lock duration (s), failures to lock,
 # locks to block, idle TTL (s). Returns {applied, before..., after...}, each state as
 # failures, locks, locked_until (false = absent), blocked (0/1).
-# Mirrors domain.lockout.transition line by line; keep the two in step.
-_TRANSITION = """
+# Mirrors domain.lockout.transition line by line; keep the two in step. Every figure of the
+# rules (failures to lock, locks to block, the lock's duration) is an argument taken from
+# domain.lockout, and the event names are filled in from domain.lockout.Event:
+# tests/test_figures.py checks that the script holds no figure of its own.
+_TRANSITION = Template("""
 local key = KEYS[1]
 local event = ARGV[1]
 local now_us = tonumber(ARGV[2])
@@ -65,7 +68,7 @@ local function reply(applied, after)
           after[1], after[2], after[3], after[4]}
 end
 
-if event == 'unlock' then
+if event == '$unlock' then
   redis.call('DEL', key)
   return reply(1, {0, 0, false, 0})
 end
@@ -73,11 +76,11 @@ end
 if blocked == 1 or (locked_until and now_us < locked_until * 1000000) then
   return reply(0, before)
 end
-if event == 'success' then
+if event == '$success' then
   redis.call('DEL', key)
   return reply(1, {0, 0, false, 0})
 end
-if event ~= 'failure' then
+if event ~= '$failure' then
   return redis.error_reply('unknown lockout event ' .. event)
 end
 
@@ -102,7 +105,7 @@ redis.call('HSET', key, 'failures', 0, 'locks', locks,
            'locked_until', string.format('%d', until_s), 'blocked', 0)
 redis.call('EXPIRE', key, math.max(idle_s, until_s - now_s))
 return reply(1, {0, locks, until_s, 0})
-"""
+""").substitute({event.value: event.value for event in Event})
 
 
 def _state(fields: Sequence[object]) -> LockoutState:
@@ -123,7 +126,7 @@ class RedisLockoutStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisPeer,
         prefix: str = "ca:",
         idle_ttl: timedelta = DEFAULT_IDLE_TTL,
         lock_duration: timedelta = LOCK_DURATION,
@@ -134,25 +137,32 @@ class RedisLockoutStore:
         # SPEC B3's 60 minutes; only tests with real short durations pass another value.
         self._lock_s = seconds(lock_duration)
         # Registered once: later calls send EVALSHA and reload the script after a restart.
-        self._transition = redis.register_script(_TRANSITION)
+        self._transition = redis.client.register_script(_TRANSITION)
 
     def _key(self, user_id: str) -> str:
         return f"{self._prefix}lockout:{user_id}"
 
     async def state(self, user_id: str) -> LockoutState:
-        return _state(await self._redis.hmget(self._key(user_id), list(_FIELDS)))
+        key = self._key(user_id)
+        fields = await self._redis.call(
+            lambda: self._redis.client.hmget(key, list(_FIELDS)), idempotent=True
+        )
+        return _state(fields)
 
     async def record(self, user_id: str, event: Event, now: datetime) -> LockoutChange:
-        reply = await self._transition(
-            keys=[self._key(user_id)],
-            args=[
-                event.value,
-                epoch_us(now),
-                self._lock_s,
-                FAILURES_TO_LOCK,
-                LOCKS_TO_BLOCK,
-                self._idle_s,
-            ],
+        args = [
+            event.value,
+            epoch_us(now),
+            self._lock_s,
+            FAILURES_TO_LOCK,
+            LOCKS_TO_BLOCK,
+            self._idle_s,
+        ]
+        # Never sent twice: a failure whose reply was lost may have been counted already.
+        # Done once a replica has it (with Sentinel): a failover loses no acknowledged count.
+        reply = await self._redis.write(
+            lambda client: self._transition(keys=[self._key(user_id)], args=args, client=client),
+            idempotent=False,
         )
         return LockoutChange(
             applied=bool(reply[0]), before=_state(reply[1:5]), after=_state(reply[5:9])

@@ -4,12 +4,13 @@ together with its audit entry and the mail that reports it, in one transaction."
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from ca_service.adapters.mail.outbox import OutgoingMail, enqueue
+from ca_service.adapters.mail.outbox import enqueue
 from ca_service.adapters.sql.audit import append_audit
 from ca_service.adapters.sql.database import Cursor, Database, IntegrityError
+from ca_service.adapters.sql.time import epoch, epoch_ms, instant, instant_ms
 from ca_service.domain.accounts import (
     Account,
     AccountRole,
@@ -17,13 +18,14 @@ from ca_service.domain.accounts import (
     InitialPassword,
     Organization,
 )
-from ca_service.errors import AlreadyExists, FailedPrecondition, NotFound
+from ca_service.domain.mail import OutgoingMail
+from ca_service.errors import AlreadyExists, ErrorReason, FailedPrecondition, NotFound
 
 __all__ = ["SqlAccountStore"]
 
 _ACCOUNT_COLUMNS = (
     "u.user_id, u.organization_id, o.name, u.role, u.email, u.password_hash, u.blocked_at,"
-    " u.created_at"
+    " u.created_at, u.password_initial, u.password_changed_at_ms"
 )
 _ACCOUNT_SELECT = (
     f"SELECT {_ACCOUNT_COLUMNS} FROM users u"
@@ -31,16 +33,8 @@ _ACCOUNT_SELECT = (
 )
 
 
-def _epoch(instant: datetime | None) -> int | None:
-    return None if instant is None else int(instant.timestamp())
-
-
-def _instant(epoch: int | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
-
-
 def _account(row: tuple[Any, ...]) -> Account:
-    user_id, organization_id, name, role, email, password_hash, blocked_at, created_at = row
+    (user_id, organization_id, name, role, email, password_hash, blocked_at, created_at) = row[:8]
     return Account(
         user_id=user_id,
         organization_id=organization_id,
@@ -48,9 +42,20 @@ def _account(row: tuple[Any, ...]) -> Account:
         role=AccountRole(role),
         email=email,
         password_hash=password_hash,
-        blocked_at=_instant(blocked_at),
-        created_at=datetime.fromtimestamp(created_at, UTC),
+        blocked_at=instant(blocked_at),
+        created_at=instant(created_at),
+        password_initial=bool(row[8]),
+        password_changed_at=None if row[9] is None else instant_ms(int(row[9])),
     )
+
+
+# domain.accounts.password_stamp in one statement (the previous stamp is read and replaced
+# under the row's lock, so concurrent changes on several CA processes still order).
+_STAMP = (
+    "password_changed_at_ms = CASE"
+    " WHEN password_changed_at_ms IS NULL OR password_changed_at_ms < ? THEN ?"
+    " ELSE password_changed_at_ms + 1 END"
+)
 
 
 def _side_effects(
@@ -65,7 +70,8 @@ def _side_effects(
 def _insert_user(cursor: Cursor, account: Account, now: int | None) -> None:
     cursor.execute(
         "INSERT INTO users (user_id, organization_id, role, email, password_hash,"
-        " blocked_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+        " blocked_at, created_at, updated_at, password_initial)"
+        " VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)",
         (
             account.user_id,
             account.organization_id,
@@ -74,6 +80,7 @@ def _insert_user(cursor: Cursor, account: Account, now: int | None) -> None:
             account.password_hash,
             now,
             now,
+            int(account.password_initial),
         ),
     )
 
@@ -90,7 +97,7 @@ class SqlAccountStore:
         def write(cursor: Cursor) -> None:
             cursor.execute(
                 "INSERT INTO organizations (organization_id, name, created_at) VALUES (?, ?, ?)",
-                (organization.organization_id, organization.name, _epoch(organization.created_at)),
+                (organization.organization_id, organization.name, epoch(organization.created_at)),
             )
             self._put_initial(cursor, initial)
             append_audit(cursor, audit)
@@ -101,7 +108,7 @@ class SqlAccountStore:
             raise AlreadyExists(
                 f"an organisation with ID {organization.organization_id} or name "
                 f"{organization.name!r} already exists",
-                reason="ORGANIZATION_EXISTS",
+                reason=ErrorReason.ORGANIZATION_EXISTS,
             ) from None
 
     @staticmethod
@@ -117,51 +124,48 @@ class SqlAccountStore:
                 initial.organization_id,
                 initial.password_hash,
                 initial.reset_user_id,
-                _epoch(initial.issued_at),
-                _epoch(initial.expires_at),
+                epoch(initial.issued_at),
+                epoch(initial.expires_at),
             ),
         )
 
     async def put_initial_password(self, initial: InitialPassword, audit: AuditEntry) -> None:
         def write(cursor: Cursor) -> None:
             self._put_initial(cursor, initial)
+            if initial.reset_user_id is not None:
+                # The operator's reset of a master user: its sessions end now, not only once
+                # it registers again (the reset is for a forgotten or a leaked password).
+                stamp = epoch_ms(initial.issued_at)
+                cursor.execute(
+                    f"UPDATE users SET {_STAMP} WHERE user_id = ?",
+                    (stamp, stamp, initial.reset_user_id),
+                )
             append_audit(cursor, audit)
 
         await self._database.write(write)
 
     async def initial_password(self, organization_id: str) -> InitialPassword | None:
-        def read(cursor: Cursor) -> tuple[Any, ...] | None:
-            return cursor.execute(
-                "SELECT organization_id, password_hash, reset_user_id, issued_at, expires_at"
-                " FROM initial_passwords WHERE organization_id = ?",
-                (organization_id,),
-            ).fetchone()
-
-        row = await self._database.read(read)
+        row = await self._database.read_row(
+            "SELECT organization_id, password_hash, reset_user_id, issued_at, expires_at"
+            " FROM initial_passwords WHERE organization_id = ?",
+            (organization_id,),
+        )
         if row is None:
             return None
         return InitialPassword(
             row[0],
             row[1],
             row[2],
-            datetime.fromtimestamp(row[3], UTC),
-            datetime.fromtimestamp(row[4], UTC),
+            instant(row[3]),
+            instant(row[4]),
         )
 
     async def organization(self, organization_id: str) -> Organization | None:
-        def read(cursor: Cursor) -> tuple[Any, ...] | None:
-            return cursor.execute(
-                "SELECT organization_id, name, created_at FROM organizations"
-                " WHERE organization_id = ?",
-                (organization_id,),
-            ).fetchone()
-
-        row = await self._database.read(read)
-        return (
-            None
-            if row is None
-            else Organization(row[0], row[1], datetime.fromtimestamp(row[2], UTC))
+        row = await self._database.read_row(
+            "SELECT organization_id, name, created_at FROM organizations WHERE organization_id = ?",
+            (organization_id,),
         )
+        return None if row is None else Organization(row[0], row[1], instant(row[2]))
 
     async def register_master(
         self, initial: InitialPassword, account: Account, audit: AuditEntry
@@ -176,16 +180,25 @@ class SqlAccountStore:
             )
             if cursor.rowcount != 1:
                 raise FailedPrecondition(
-                    "the initial password has already been used", reason="INITIAL_PASSWORD_USED"
+                    "the initial password has already been used",
+                    reason=ErrorReason.INITIAL_PASSWORD_USED,
                 )
-            now = _epoch(audit.at)
+            now = epoch(audit.at)
             if initial.reset_user_id is None:
                 _insert_user(cursor, account, now)
             else:
+                stamp = epoch_ms(audit.at)
                 cursor.execute(
                     "UPDATE users SET email = ?, password_hash = ?, blocked_at = NULL,"
-                    " updated_at = ? WHERE user_id = ?",
-                    (account.email, account.password_hash, now, initial.reset_user_id),
+                    f" updated_at = ?, {_STAMP} WHERE user_id = ?",
+                    (
+                        account.email,
+                        account.password_hash,
+                        now,
+                        stamp,
+                        stamp,
+                        initial.reset_user_id,
+                    ),
                 )
             append_audit(cursor, audit)
 
@@ -193,26 +206,23 @@ class SqlAccountStore:
             await self._database.write(write)
         except IntegrityError:
             raise AlreadyExists(
-                f"user ID {account.user_id} is already taken", reason="USER_EXISTS"
+                f"user ID {account.user_id} is already taken", reason=ErrorReason.USER_EXISTS
             ) from None
 
     async def create_user(self, account: Account, audit: AuditEntry) -> None:
         def write(cursor: Cursor) -> None:
-            _insert_user(cursor, account, _epoch(audit.at))
+            _insert_user(cursor, account, epoch(audit.at))
             append_audit(cursor, audit)
 
         try:
             await self._database.write(write)
         except IntegrityError:
             raise AlreadyExists(
-                f"user ID {account.user_id} is already taken", reason="USER_EXISTS"
+                f"user ID {account.user_id} is already taken", reason=ErrorReason.USER_EXISTS
             ) from None
 
     async def account(self, user_id: str) -> Account | None:
-        def read(cursor: Cursor) -> tuple[Any, ...] | None:
-            return cursor.execute(f"{_ACCOUNT_SELECT} WHERE u.user_id = ?", (user_id,)).fetchone()
-
-        row = await self._database.read(read)
+        row = await self._database.read_row(f"{_ACCOUNT_SELECT} WHERE u.user_id = ?", (user_id,))
         return None if row is None else _account(row)
 
     async def accounts(self, organization_id: str) -> list[Account]:
@@ -225,18 +235,39 @@ class SqlAccountStore:
         return [_account(row) for row in await self._database.read(read)]
 
     async def set_password(
-        self, user_id: str, password_hash: str, now: datetime, audit: Sequence[AuditEntry] = ()
-    ) -> None:
-        def write(cursor: Cursor) -> None:
-            cursor.execute(
-                "UPDATE users SET password_hash = ?, updated_at = ? WHERE user_id = ?",
-                (password_hash, _epoch(now), user_id),
-            )
-            if cursor.rowcount != 1:
-                raise NotFound(f"no user {user_id}", reason="USER_NOT_FOUND")
+        self,
+        user_id: str,
+        password_hash: str,
+        now: datetime,
+        audit: Sequence[AuditEntry] = (),
+        *,
+        initial: bool | None = None,
+    ) -> datetime | None:
+        def write(cursor: Cursor) -> datetime | None:
+            if initial is None:
+                cursor.execute(
+                    "UPDATE users SET password_hash = ?, updated_at = ? WHERE user_id = ?",
+                    (password_hash, epoch(now), user_id),
+                )
+                if cursor.rowcount != 1:
+                    raise NotFound(f"no user {user_id}", reason=ErrorReason.USER_NOT_FOUND)
+                _side_effects(cursor, audit, (), now)
+                return None
+            # A new password (the user's own, or a reset): sessions from before end. The
+            # stamp written is returned, not read again: a reset right after must not
+            # lend its own to the session that made this change.
+            stamp = epoch_ms(now)
+            row = cursor.execute(
+                "UPDATE users SET password_hash = ?, password_initial = ?, updated_at = ?,"
+                f" {_STAMP} WHERE user_id = ? RETURNING password_changed_at_ms",
+                (password_hash, int(initial), epoch(now), stamp, stamp, user_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no user {user_id}", reason=ErrorReason.USER_NOT_FOUND)
             _side_effects(cursor, audit, (), now)
+            return instant_ms(int(row[0]))
 
-        await self._database.write(write)
+        return await self._database.write(write)
 
     async def set_blocked(
         self,
@@ -252,7 +283,7 @@ class SqlAccountStore:
         def write(cursor: Cursor) -> None:
             cursor.execute(
                 "UPDATE users SET blocked_at = ?, updated_at = ? WHERE user_id = ?",
-                (_epoch(blocked_at), _epoch(now), user_id),
+                (epoch(blocked_at), epoch(now), user_id),
             )
             _side_effects(cursor, audit, mail, now)
 

@@ -12,30 +12,18 @@ import builtins
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ca_service.adapters.sql.database import Cursor, Database
-from ca_service.domain.accounts import AuditEntry
+from ca_service.adapters.sql.time import epoch, instant
+from ca_service.domain.accounts import AuditEntry, AuditRow
 
-__all__ = ["GENESIS", "AuditRow", "append_audit", "chain_hash", "first_broken_row", "rehash_all"]
+__all__ = ["GENESIS", "SqlAuditLog", "append_audit", "chain_hash", "first_broken_row", "rehash_all"]
 
 GENESIS = "0" * 64
 # Any 64-bit number; it names the advisory lock that serialises audit appends in PostgreSQL.
 _PG_AUDIT_LOCK = 0x4341_5F41_5544_4954
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRow:
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    user_id: str | None
-    details: str
-    prev_hash: str
-    hash: str
 
 
 def chain_hash(
@@ -55,7 +43,7 @@ def _last_hash(cursor: Cursor) -> str:
 def append_audit(cursor: Cursor, entry: AuditEntry) -> None:
     if cursor.dialect == "postgresql":
         cursor.execute("SELECT pg_advisory_xact_lock(?)", (_PG_AUDIT_LOCK,))
-    at = int(entry.at.timestamp())
+    at = epoch(entry.at)
     details = json.dumps(entry.details, ensure_ascii=False, sort_keys=True)
     prev = _last_hash(cursor)
     cursor.execute(
@@ -91,7 +79,7 @@ def _row(values: Sequence[Any]) -> AuditRow:
     row_id, at, actor, action, user_id, details, prev_hash, own = values
     return AuditRow(
         int(row_id),
-        datetime.fromtimestamp(at, UTC),
+        instant(at),
         actor,
         action,
         user_id,
@@ -109,9 +97,7 @@ def first_broken_row(rows: Sequence[Sequence[Any]], prev: str = GENESIS) -> tupl
         row = _row(values)
         if row.prev_hash != prev:
             return row.id, "its previous-hash does not match the row before it"
-        expected = chain_hash(
-            prev, int(row.at.timestamp()), row.actor, row.action, row.user_id, row.details
-        )
+        expected = chain_hash(prev, epoch(row.at), row.actor, row.action, row.user_id, row.details)
         if row.hash != expected:
             return row.id, "its content does not match its hash"
         prev = row.hash
@@ -144,7 +130,7 @@ class SqlAuditLog:
         ):
             if value is not None:
                 clauses.append(f"{column} {op} ?")
-                params.append(int(value.timestamp()) if isinstance(value, datetime) else value)
+                params.append(epoch(value) if isinstance(value, datetime) else value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
 
         def read(cursor: Cursor) -> builtins.list[tuple[Any, ...]]:

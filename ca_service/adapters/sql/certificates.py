@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ca_service.adapters.sql.audit import append_audit
 from ca_service.adapters.sql.database import Cursor, Database, IntegrityError
-from ca_service.domain.accounts import AuditEntry
+from ca_service.adapters.sql.time import epoch, instant
+from ca_service.domain.accounts import AuditAction, AuditEntry
 from ca_service.domain.records import CertificateRecord, KeySource
-from ca_service.errors import AlreadyExists
+from ca_service.errors import AlreadyExists, ErrorReason
 
 __all__ = ["SqlCertificateStore"]
 
@@ -18,14 +18,6 @@ _COLUMNS = (
     "serial, fingerprint_sha256, user_id, organization, subject, not_before, not_after,"
     " issued_at, key_source, der, revoked_at"
 )
-
-
-def _epoch(instant: datetime) -> int:
-    return int(instant.timestamp())
-
-
-def _instant(epoch: int | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
 def _row_to_record(row: tuple[Any, ...]) -> CertificateRecord:
@@ -48,12 +40,12 @@ def _row_to_record(row: tuple[Any, ...]) -> CertificateRecord:
         user_id=user_id,
         organization=organization,
         subject=subject,
-        not_before=datetime.fromtimestamp(not_before, UTC),
-        not_after=datetime.fromtimestamp(not_after, UTC),
-        issued_at=datetime.fromtimestamp(issued_at, UTC),
+        not_before=instant(not_before),
+        not_after=instant(not_after),
+        issued_at=instant(issued_at),
         key_source=KeySource(key_source),
         der=bytes(der),
-        revoked_at=_instant(revoked_at),
+        revoked_at=instant(revoked_at),
     )
 
 
@@ -61,16 +53,21 @@ class SqlCertificateStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def record_issued(self, record: CertificateRecord, actor: str = "operator") -> None:
+    async def record_issued(
+        self,
+        record: CertificateRecord,
+        actor: str = "operator",
+        details: Mapping[str, str] | None = None,
+    ) -> None:
         values = (
             record.serial_hex,
             record.fingerprint_sha256,
             record.user_id,
             record.organization,
             record.subject,
-            _epoch(record.not_before),
-            _epoch(record.not_after),
-            _epoch(record.issued_at),
+            epoch(record.not_before),
+            epoch(record.not_after),
+            epoch(record.issued_at),
             record.key_source.value,
             record.der,
             None,
@@ -79,9 +76,13 @@ class SqlCertificateStore:
         audit = AuditEntry(
             record.issued_at,
             actor,
-            "issue",
+            AuditAction.ISSUE,
             record.user_id,
-            {"serial": record.serial_hex, "key_source": record.key_source.value},
+            {
+                **(details or {}),
+                "serial": record.serial_hex,
+                "key_source": record.key_source.value,
+            },
         )
 
         def insert(cursor: Cursor) -> None:
@@ -95,16 +96,14 @@ class SqlCertificateStore:
             await self._database.write(insert)
         except IntegrityError:
             raise AlreadyExists(
-                f"serial {record.serial_hex} is already recorded", reason="SERIAL_CONFLICT"
+                f"serial {record.serial_hex} is already recorded",
+                reason=ErrorReason.SERIAL_CONFLICT,
             ) from None
 
     async def _one(self, column: str, value: str) -> CertificateRecord | None:
-        def select(cursor: Cursor) -> tuple[Any, ...] | None:
-            return cursor.execute(
-                f"SELECT {_COLUMNS} FROM certificates WHERE {column} = ?", (value,)
-            ).fetchone()
-
-        row = await self._database.read(select)
+        row = await self._database.read_row(
+            f"SELECT {_COLUMNS} FROM certificates WHERE {column} = ?", (value,)
+        )
         return None if row is None else _row_to_record(row)
 
     async def by_serial(self, serial: int) -> CertificateRecord | None:

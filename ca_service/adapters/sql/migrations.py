@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ca_service.adapters.sql.audit import rehash_all
 from ca_service.adapters.sql.database import Cursor, Database
-from ca_service.errors import StoreError
+from ca_service.errors import ErrorReason, StoreError
 
 __all__ = ["MIGRATIONS", "migrate", "schema_version"]
 
@@ -181,7 +181,78 @@ MIGRATIONS: Sequence[Migration] = (
         ),
         python=lambda cursor: rehash_all(cursor),
     ),
+    Migration(
+        5,
+        "e-mail verification links",
+        (
+            # SPEC D1: one row per link, keyed by the SHA-256 of its token (the token itself
+            # is only in the mail). used_at makes it single use; expires_at is moved to the
+            # moment a newer link of the same user or address replaced it.
+            """
+            CREATE TABLE email_verifications (
+                token_hash TEXT PRIMARY KEY,
+                purpose TEXT NOT NULL
+                    CHECK (purpose IN ('user_email_change', 'portal_registration')),
+                user_id TEXT REFERENCES users (user_id),
+                address TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                used_at BIGINT,
+                CHECK ((purpose = 'user_email_change') = (user_id IS NOT NULL))
+            )
+            """,
+            "CREATE INDEX email_verifications_by_user ON email_verifications (user_id)",
+            "CREATE INDEX email_verifications_by_address ON email_verifications (address)",
+            "CREATE INDEX email_verifications_by_expiry ON email_verifications (expires_at)",
+        ),
+    ),
+    Migration(
+        6,
+        "initial passwords of general users",
+        (
+            # SPEC A5: a password a master user or the operator gave (a new general user, a
+            # reset) must be changed by its user before issuance or login. Accounts made
+            # before this migration keep working as they are (0).
+            "ALTER TABLE users ADD COLUMN password_initial INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
+    Migration(
+        7,
+        "leases",
+        (
+            # Who does a background duty (CRL publishing, the notice scan) among the
+            # ca-service processes on this store, until when (milliseconds since the epoch:
+            # leases last seconds). See ca_service/adapters/sql/leases.py.
+            """
+            CREATE TABLE leases (
+                name TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                expires_at_ms BIGINT NOT NULL
+            )
+            """,
+        ),
+        python=lambda cursor: _store_crls_uncompressed(cursor),
+    ),
+    Migration(
+        8,
+        "password change instants",
+        (
+            # When the user's password last changed or was reset (milliseconds since the
+            # epoch, strictly increasing per user: see domain.accounts.password_stamp).
+            # Gateways end every session logged in before it. NULL: not since this
+            # migration (no session is ended).
+            "ALTER TABLE users ADD COLUMN password_changed_at_ms BIGINT",
+        ),
+    ),
 )
+
+
+def _store_crls_uncompressed(cursor: Cursor) -> None:
+    """PostgreSQL compresses large values (pglz) before it stores them out of line: for a
+    CRL of a million entries (56 MB) that took seconds of the publication and as much again
+    at every read. A CRL hardly compresses below half, so it is stored as it is."""
+    if cursor.dialect == "postgresql":
+        cursor.execute("ALTER TABLE crls ALTER COLUMN der SET STORAGE EXTERNAL")
 
 
 def _ensure_table(cursor: Cursor) -> None:
@@ -214,7 +285,7 @@ def migrate(database: Database, migrations: Sequence[Migration] = MIGRATIONS) ->
             raise StoreError(
                 f"database schema version {current} is newer than this program ({known}); "
                 "upgrade ca-service",
-                reason="SCHEMA_TOO_NEW",
+                reason=ErrorReason.SCHEMA_TOO_NEW,
             )
         applied = []
         for migration in migrations:

@@ -4,32 +4,22 @@ streams, delta CRLs and every ca-service process follow."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ca_service.adapters.sql.audit import append_audit
 from ca_service.adapters.sql.database import Cursor, Database, IntegrityError
-from ca_service.domain.accounts import AuditEntry
-from ca_service.errors import FailedPrecondition, NotFound
+from ca_service.adapters.sql.time import epoch, instant
+from ca_service.domain.accounts import AuditAction, AuditEntry
+from ca_service.domain.records import RevocationRecord
+from ca_service.errors import ErrorReason, FailedPrecondition, NotFound
 from ca_service.pki.crl import Reason, encode_entry
 
-__all__ = ["RevocationRecord", "SqlRevocationStore"]
+__all__ = ["SqlRevocationStore"]
 
-
-@dataclass(frozen=True, slots=True)
-class RevocationRecord:
-    sequence: int
-    serial: int
-    user_id: str
-    revoked_at: datetime
-    reason: Reason
-    invalidity_date: datetime | None
-    not_after: datetime
-
-    @property
-    def serial_hex(self) -> str:
-        return format(self.serial, "x")
+# Any 64-bit number; it names the advisory lock that makes revocations commit one at a time
+# on PostgreSQL (see ``SqlRevocationStore.revoke``).
+_PG_REVOCATION_LOCK = 0x43415F5245564F4B
 
 
 _COLUMNS = "sequence, serial, user_id, revoked_at, reason, invalidity_date, not_after"
@@ -41,10 +31,10 @@ def _record(row: Sequence[Any]) -> RevocationRecord:
         sequence=int(sequence),
         serial=int(serial, 16),
         user_id=user_id,
-        revoked_at=datetime.fromtimestamp(revoked_at, UTC),
+        revoked_at=instant(revoked_at),
         reason=Reason(reason),
-        invalidity_date=None if invalidity is None else datetime.fromtimestamp(invalidity, UTC),
-        not_after=datetime.fromtimestamp(not_after, UTC),
+        invalidity_date=instant(invalidity),
+        not_after=instant(not_after),
     )
 
 
@@ -64,9 +54,16 @@ class SqlRevocationStore:
     ) -> list[RevocationRecord]:
         """Revokes one certificate (``serial``) or every valid certificate of ``user_id``,
         with the audit entries, in one transaction."""
-        at = int(now.timestamp())
+        at = epoch(now)
 
         def write(cursor: Cursor) -> list[RevocationRecord]:
+            if cursor.dialect == "postgresql":
+                # Sequence numbers are handed out when a row is inserted, not when it
+                # commits: without this lock revocation 5 could commit before 4, and a
+                # reader that saw 5 (a delta CRL, a WatchRevocations stream) would skip 4
+                # for good. Under it, revocations commit in sequence order. (SQLite has
+                # one writer at a time anyway.)
+                cursor.execute("SELECT pg_advisory_xact_lock(?)", (_PG_REVOCATION_LOCK,))
             if serial is not None:
                 rows = cursor.execute(
                     "SELECT serial, user_id, not_after, revoked_at FROM certificates"
@@ -76,11 +73,12 @@ class SqlRevocationStore:
                 if not rows:
                     raise NotFound(
                         f"no certificate with serial number {serial:x}",
-                        reason="CERTIFICATE_NOT_FOUND",
+                        reason=ErrorReason.CERTIFICATE_NOT_FOUND,
                     )
                 if rows[0][3] is not None:
                     raise FailedPrecondition(
-                        f"certificate {serial:x} is already revoked", reason="ALREADY_REVOKED"
+                        f"certificate {serial:x} is already revoked",
+                        reason=ErrorReason.ALREADY_REVOKED,
                     )
             else:
                 rows = cursor.execute(
@@ -91,7 +89,8 @@ class SqlRevocationStore:
                 ).fetchall()
                 if not rows:
                     raise NotFound(
-                        f"user {user_id} has no valid certificate", reason="CERTIFICATE_NOT_FOUND"
+                        f"user {user_id} has no valid certificate",
+                        reason=ErrorReason.CERTIFICATE_NOT_FOUND,
                     )
             records = []
             for serial_hex, owner, not_after, _ in rows:
@@ -107,7 +106,7 @@ class SqlRevocationStore:
                         owner,
                         at,
                         int(reason),
-                        None if invalidity_date is None else int(invalidity_date.timestamp()),
+                        epoch(invalidity_date),
                         not_after,
                         actor,
                         entry,
@@ -118,16 +117,16 @@ class SqlRevocationStore:
                     "UPDATE certificates SET revoked_at = ? WHERE serial = ?", (at, serial_hex)
                 )
                 details = {"serial": serial_hex, "reason": reason.name.lower()}
-                append_audit(cursor, AuditEntry(now, actor, "revoke", owner, details))
+                append_audit(cursor, AuditEntry(now, actor, AuditAction.REVOKE, owner, details))
                 records.append(
                     RevocationRecord(
                         int(sequence[0]),
                         int(serial_hex, 16),
                         owner,
-                        datetime.fromtimestamp(at, UTC),
+                        instant(at),
                         reason,
                         invalidity_date,
-                        datetime.fromtimestamp(not_after, UTC),
+                        instant(not_after),
                     )
                 )
             return records
@@ -137,7 +136,7 @@ class SqlRevocationStore:
         except IntegrityError:
             # Two operators revoking the same certificate at once: one wins.
             raise FailedPrecondition(
-                "the certificate is already revoked", reason="ALREADY_REVOKED"
+                "the certificate is already revoked", reason=ErrorReason.ALREADY_REVOKED
             ) from None
 
     async def since(self, sequence: int, limit: int = 1000) -> list[RevocationRecord]:
@@ -150,17 +149,11 @@ class SqlRevocationStore:
         return [_record(row) for row in await self._database.read(read)]
 
     async def of_serial(self, serial: int) -> RevocationRecord | None:
-        def read(cursor: Cursor) -> tuple[Any, ...] | None:
-            return cursor.execute(
-                f"SELECT {_COLUMNS} FROM revocations WHERE serial = ?", (format(serial, "x"),)
-            ).fetchone()
-
-        row = await self._database.read(read)
+        row = await self._database.read_row(
+            f"SELECT {_COLUMNS} FROM revocations WHERE serial = ?", (format(serial, "x"),)
+        )
         return None if row is None else _record(row)
 
     async def latest_sequence(self) -> int:
-        def read(cursor: Cursor) -> tuple[Any, ...] | None:
-            return cursor.execute("SELECT MAX(sequence) FROM revocations").fetchone()
-
-        row = await self._database.read(read)
+        row = await self._database.read_row("SELECT MAX(sequence) FROM revocations")
         return int(row[0]) if row and row[0] is not None else 0

@@ -9,6 +9,12 @@
  * Each character key is <button type="button" class="kbd-key" data-key="X">X</button>;
  * data-key always holds the character that a click types at that moment (it changes with
  * the 英大文字 shift key). No inline styles or handlers: the page runs under a strict CSP.
+ *
+ * Keyboard alone (WCAG 2.1.1): every key is a real button, so Tab reaches it and Enter or
+ * Space presses it; opening the keyboard puts the focus on its first key, Escape or
+ * [閉じる] closes it and gives the focus back to its toggle. Screen readers hear each key
+ * by name (symbols by their Japanese names, upper-case letters as 大文字), and a polite
+ * live region says how many characters the field holds after each key — never which.
  */
 (function () {
   "use strict";
@@ -20,7 +26,33 @@
   var SYMBOLS = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~".split("");
   var SYMBOLS_PER_ROW = 11;
 
-  var current = null; // {input, toggle, panel, shift}
+  // What a screen reader says for a symbol key (the glyph alone is often skipped).
+  var SYMBOL_NAMES = {
+    "!": "感嘆符", "\"": "二重引用符", "#": "シャープ", "$": "ドル記号", "%": "パーセント",
+    "&": "アンパサンド", "'": "引用符", "(": "左かっこ", ")": "右かっこ", "*": "アスタリスク",
+    "+": "プラス", ",": "カンマ", "-": "ハイフン", ".": "ピリオド", "/": "スラッシュ",
+    ":": "コロン", ";": "セミコロン", "<": "小なり", "=": "イコール", ">": "大なり",
+    "?": "疑問符", "@": "アットマーク", "[": "左角かっこ", "\\": "バックスラッシュ",
+    "]": "右角かっこ", "^": "キャレット", "_": "アンダースコア", "`": "バッククォート",
+    "{": "左波かっこ", "|": "縦線", "}": "右波かっこ", "~": "チルダ"
+  };
+
+  var current = null; // {input, toggle, panel, status, shift}
+
+  function keyName(ch) {
+    if (SYMBOL_NAMES.hasOwnProperty(ch)) {
+      return SYMBOL_NAMES[ch] + " " + ch;
+    }
+    if (/[A-Z]/.test(ch)) {
+      return "大文字 " + ch;
+    }
+    return ch;
+  }
+
+  function fieldName(input) {
+    var label = document.querySelector('label[for="' + input.id + '"]');
+    return label ? label.textContent.replace(/\s*必須\s*$/, "").trim() : "";
+  }
 
   function fieldBlockOf(input) {
     return input.closest(".field") || input.parentNode;
@@ -31,6 +63,7 @@
     b.type = "button";
     b.className = "kbd-key";
     b.setAttribute("data-key", ch);
+    b.setAttribute("aria-label", keyName(ch));
     b.textContent = ch;
     if (/[a-z]/.test(ch)) {
       b.setAttribute("data-letter", ch);
@@ -64,10 +97,16 @@
       var ch = state.shift ? lower.toUpperCase() : lower;
       b.setAttribute("data-key", ch);
       b.textContent = ch;
-      b.setAttribute("aria-label", ch);
+      b.setAttribute("aria-label", keyName(ch));
     });
     var shiftKey = state.panel.querySelector('[data-action="shift"]');
     shiftKey.setAttribute("aria-pressed", state.shift ? "true" : "false");
+  }
+
+  function announceLength(state) {
+    // Cleared first so that the same count twice (a full field) is announced again.
+    state.status.textContent = "";
+    state.status.textContent = "入力済み " + state.input.value.length + "文字";
   }
 
   function notifyInput(input) {
@@ -94,6 +133,7 @@
     notifyInput(input);
   }
 
+
   function backspace(state) {
     var input = state.input;
     if (input.value.length > 0) {
@@ -114,16 +154,16 @@
     panel.className = "kbd-panel";
     panel.id = "kbd-" + input.id;
     panel.setAttribute("role", "group");
-    panel.setAttribute("aria-label", "パスワード用ソフトウェアキーボード");
     panel.setAttribute("data-keyboard-for", input.id);
 
     var title = document.createElement("p");
     title.className = "kbd-title";
-    var label = document.querySelector('label[for="' + input.id + '"]');
-    var name = label ? label.textContent.replace(/\s*必須\s*$/, "").trim() : "";
+    title.id = "kbd-title-" + input.id;
+    var name = fieldName(input);
     title.textContent =
       "パスワード用ソフトウェアキーボード" + (name ? "（" + name + "）" : "");
     panel.appendChild(title);
+    panel.setAttribute("aria-labelledby", title.id);
 
     var rows = document.createElement("div");
     rows.className = "kbd-rows";
@@ -149,7 +189,14 @@
     );
     panel.appendChild(rows);
 
-    var state = { input: input, toggle: toggle, panel: panel, shift: false };
+    var status = document.createElement("p");
+    status.className = "kbd-status";
+    status.id = "kbd-status-" + input.id;
+    status.setAttribute("role", "status");
+    status.setAttribute("aria-live", "polite");
+    panel.appendChild(status);
+
+    var state = { input: input, toggle: toggle, panel: panel, status: status, shift: false };
 
     panel.addEventListener("click", function (ev) {
       var target = ev.target.closest("button");
@@ -169,6 +216,9 @@
         close(true);
       } else if (target.classList.contains("kbd-key")) {
         typeChar(state, target.getAttribute("data-key"));
+      }
+      if (action === "backspace" || action === "clear" || target.classList.contains("kbd-key")) {
+        announceLength(state);
       }
     });
 
@@ -198,7 +248,18 @@
     close(false);
     current = build(input, toggle);
     toggle.setAttribute("aria-expanded", "true");
+    // Straight to the first key: a keyboard user types on, a mouse user sees no change.
+    current.panel.querySelector("button.kbd-key").focus();
   }
+
+  // Each toggle names the field it types into (several on one page must be told apart).
+  Array.prototype.forEach.call(document.querySelectorAll("button.keyboard-toggle"), function (t) {
+    var input = document.getElementById(t.getAttribute("data-keyboard-for"));
+    var name = input ? fieldName(input) : "";
+    if (name) {
+      t.setAttribute("aria-label", t.textContent.trim() + "（" + name + "）");
+    }
+  });
 
   document.addEventListener("click", function (ev) {
     var toggle = ev.target.closest && ev.target.closest("button.keyboard-toggle");

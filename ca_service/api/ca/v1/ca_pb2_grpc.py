@@ -59,6 +59,11 @@ class CertificateAuthorityStub:
                 request_serializer=ca_dot_v1_dot_ca__pb2.GetCaChainRequest.SerializeToString,
                 response_deserializer=ca_dot_v1_dot_ca__pb2.GetCaChainResponse.FromString,
                 _registered_method=True)
+        self.GetRules = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/GetRules',
+                request_serializer=ca_dot_v1_dot_ca__pb2.GetRulesRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.Rules.FromString,
+                _registered_method=True)
         self.StartAuthentication = channel.unary_unary(
                 '/ca.v1.CertificateAuthority/StartAuthentication',
                 request_serializer=ca_dot_v1_dot_ca__pb2.StartAuthenticationRequest.SerializeToString,
@@ -134,14 +139,48 @@ class CertificateAuthorityStub:
                 request_serializer=ca_dot_v1_dot_ca__pb2.VerifyAuditRequest.SerializeToString,
                 response_deserializer=ca_dot_v1_dot_ca__pb2.VerifyAuditResponse.FromString,
                 _registered_method=True)
+        self.RequestEmailVerification = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/RequestEmailVerification',
+                request_serializer=ca_dot_v1_dot_ca__pb2.RequestEmailVerificationRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.RequestEmailVerificationResponse.FromString,
+                _registered_method=True)
+        self.ConfirmEmailVerification = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/ConfirmEmailVerification',
+                request_serializer=ca_dot_v1_dot_ca__pb2.ConfirmEmailVerificationRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.ConfirmEmailVerificationResponse.FromString,
+                _registered_method=True)
+        self.SendProcedureCompletionMail = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/SendProcedureCompletionMail',
+                request_serializer=ca_dot_v1_dot_ca__pb2.SendProcedureCompletionMailRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.SendProcedureCompletionMailResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/ChangePassword',
+                request_serializer=ca_dot_v1_dot_ca__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.User.FromString,
+                _registered_method=True)
+        self.ResendCode = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/ResendCode',
+                request_serializer=ca_dot_v1_dot_ca__pb2.ResendCodeRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.StartAuthenticationResponse.FromString,
+                _registered_method=True)
+        self.RevokeUserCertificates = channel.unary_unary(
+                '/ca.v1.CertificateAuthority/RevokeUserCertificates',
+                request_serializer=ca_dot_v1_dot_ca__pb2.RevokeUserCertificatesRequest.SerializeToString,
+                response_deserializer=ca_dot_v1_dot_ca__pb2.RevokeCertificateResponse.FromString,
+                _registered_method=True)
 
 
 class CertificateAuthorityServicer:
     """Missing associated documentation comment in .proto file."""
 
     def SignCsr(self, request, context):
-        """Signs a caller-supplied PKCS#10 CSR for a named user. The key stays with the caller;
-        subject and extensions come from the CA's profile, never from the CSR.
+        """Signs a caller-supplied PKCS#10 CSR for a user with an account. The key stays with
+        the caller; subject and extensions come from the CA's profile and the account record
+        (the organisation), never from the CSR. The user must exist (USER_NOT_FOUND) and not
+        be blocked (BLOCKED); a user holding a valid certificate is refused until its renewal
+        window opens (ALREADY_ISSUED, SPEC C2) unless override_renewal_window is set. Every
+        issuance is audited with the caller's role and credential name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,6 +189,8 @@ class CertificateAuthorityServicer:
     def IssueCertificate(self, request, context):
         """Generates a key pair on the server, issues a certificate for it and returns both in a
         PKCS#12 file protected by the password the caller supplies. The key is never stored.
+        Operator and service callers name the user, under the rules of SignCsr; gateways issue
+        only against an issuance ticket.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -171,6 +212,14 @@ class CertificateAuthorityServicer:
 
     def GetCaChain(self, request, context):
         """Returns the issuing CA certificate followed by the root CA certificate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRules(self, request, context):
+        """The figures of the rules this CA applies (SPEC A2, A3, B2-B4, C1, C2), for screens and
+        documents that explain them: clients show these instead of copies of their own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -299,6 +348,74 @@ class CertificateAuthorityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestEmailVerification(self, request, context):
+        """--- E-mail verification and the procedure portal's mail (SPEC D1, D3) ---
+
+        Mails `<link_base_url>?token=<token>` to `address` through the outbox: a single-use
+        link valid 24 hours (Rules.email_link_validity). The token is random, stored only as
+        its SHA-256 and never logged. A newer request for the same user (USER_EMAIL_CHANGE)
+        or the same address (PORTAL_REGISTRATION) makes the older link expire.
+        USER_EMAIL_CHANGE: gateways (for the logged-in user_id) and the operator; the address
+        becomes the user's only when the link is opened. PORTAL_REGISTRATION: portal callers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmEmailVerification(self, request, context):
+        """Opens a link, once: EMAIL_LINK_UNKNOWN (NOT_FOUND), EMAIL_LINK_EXPIRED or
+        EMAIL_LINK_USED (FAILED_PRECONDITION) otherwise; of two concurrent opens exactly one
+        succeeds. For USER_EMAIL_CHANGE the address becomes the user's (audited) and the old
+        address is told. A caller sees only links of the purposes it may request (others are
+        EMAIL_LINK_UNKNOWN to it and stay unused). With check_only nothing changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendProcedureCompletionMail(self, request, context):
+        """Portal callers: queues the mail "オンライン申請受付完了のお知らせ" quoting the receipt
+        number (seed 004). Once per receipt number: a repeated call queues nothing more.
+        --- Password change, resending the code, a master user's certificate tools (issue 11) ---
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """パスワード変更 (SPEC A3, A5), gateway callers only: the current password is checked like
+        StartAuthentication's, under the same lockout (INVALID_CREDENTIALS / LOCKED / BLOCKED);
+        the new one must follow A3 (INVALID_PASSWORD) and differ from the current one
+        (PASSWORD_UNCHANGED). Also how a user replaces a password it was given (a new general
+        user's, a reset one), which StartAuthentication and Login refuse with
+        PASSWORD_CHANGE_REQUIRED. Audited as change_password.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResendCode(self, request, context):
+        """認証コードの再送, gateway callers only: a new code for the authentication of
+        session_handle, mailed like the first; the old code is void and the tries start again.
+        Limited per user (Rules.resend_interval, resends_per_window in resend_window):
+        RESOURCE_EXHAUSTED / RESEND_LIMITED with metadata.retry_at. CODE_EXPIRED when the code
+        expired, was used, voided or replaced: authenticate again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeUserCertificates(self, request, context):
+        """A master user (acting_user_id, gateway callers) revokes every valid certificate of a
+        general user of its own organisation, for a PC change (superseded) or a lost PC
+        (keyCompromise); the operator may call it too (acting_user_id empty). Audited with the
+        master user's ID as actor. Another organisation's user is USER_NOT_FOUND; nothing to
+        revoke is CERTIFICATE_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CertificateAuthorityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -326,6 +443,11 @@ def add_CertificateAuthorityServicer_to_server(servicer, server):
                     servicer.GetCaChain,
                     request_deserializer=ca_dot_v1_dot_ca__pb2.GetCaChainRequest.FromString,
                     response_serializer=ca_dot_v1_dot_ca__pb2.GetCaChainResponse.SerializeToString,
+            ),
+            'GetRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRules,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.GetRulesRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.Rules.SerializeToString,
             ),
             'StartAuthentication': grpc.unary_unary_rpc_method_handler(
                     servicer.StartAuthentication,
@@ -401,6 +523,36 @@ def add_CertificateAuthorityServicer_to_server(servicer, server):
                     servicer.VerifyAudit,
                     request_deserializer=ca_dot_v1_dot_ca__pb2.VerifyAuditRequest.FromString,
                     response_serializer=ca_dot_v1_dot_ca__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+            'RequestEmailVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestEmailVerification,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.RequestEmailVerificationRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.RequestEmailVerificationResponse.SerializeToString,
+            ),
+            'ConfirmEmailVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmEmailVerification,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.ConfirmEmailVerificationRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.ConfirmEmailVerificationResponse.SerializeToString,
+            ),
+            'SendProcedureCompletionMail': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendProcedureCompletionMail,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.SendProcedureCompletionMailRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.SendProcedureCompletionMailResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.User.SerializeToString,
+            ),
+            'ResendCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendCode,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.ResendCodeRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.StartAuthenticationResponse.SerializeToString,
+            ),
+            'RevokeUserCertificates': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeUserCertificates,
+                    request_deserializer=ca_dot_v1_dot_ca__pb2.RevokeUserCertificatesRequest.FromString,
+                    response_serializer=ca_dot_v1_dot_ca__pb2.RevokeCertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -538,6 +690,33 @@ class CertificateAuthority:
             '/ca.v1.CertificateAuthority/GetCaChain',
             ca_dot_v1_dot_ca__pb2.GetCaChainRequest.SerializeToString,
             ca_dot_v1_dot_ca__pb2.GetCaChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/GetRules',
+            ca_dot_v1_dot_ca__pb2.GetRulesRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.Rules.FromString,
             options,
             channel_credentials,
             insecure,
@@ -943,6 +1122,168 @@ class CertificateAuthority:
             '/ca.v1.CertificateAuthority/VerifyAudit',
             ca_dot_v1_dot_ca__pb2.VerifyAuditRequest.SerializeToString,
             ca_dot_v1_dot_ca__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestEmailVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/RequestEmailVerification',
+            ca_dot_v1_dot_ca__pb2.RequestEmailVerificationRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.RequestEmailVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmEmailVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/ConfirmEmailVerification',
+            ca_dot_v1_dot_ca__pb2.ConfirmEmailVerificationRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.ConfirmEmailVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendProcedureCompletionMail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/SendProcedureCompletionMail',
+            ca_dot_v1_dot_ca__pb2.SendProcedureCompletionMailRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.SendProcedureCompletionMailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/ChangePassword',
+            ca_dot_v1_dot_ca__pb2.ChangePasswordRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/ResendCode',
+            ca_dot_v1_dot_ca__pb2.ResendCodeRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.StartAuthenticationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeUserCertificates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ca.v1.CertificateAuthority/RevokeUserCertificates',
+            ca_dot_v1_dot_ca__pb2.RevokeUserCertificatesRequest.SerializeToString,
+            ca_dot_v1_dot_ca__pb2.RevokeCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,
