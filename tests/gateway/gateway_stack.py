@@ -3,8 +3,11 @@ upstream and ``ca-gateway`` processes, with users and certificates made through 
 
 from __future__ import annotations
 
+import http.client
 import re
+import ssl
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,11 +112,18 @@ class GatewayStack:
             "GATEWAY_CRL_URL": server.http + "/crl/issuing.crl",
         }
 
-    def start_gateway(self, name: str = "gateway", **extra: str) -> Process:
-        process = Process(
-            [tool("ca-gateway"), "serve"], self.gateway_env(**extra), self.tmp / f"{name}.log"
-        ).start()
+    def start_gateway(
+        self, name: str = "gateway", *, ready: bool = True, **extra: str
+    ) -> Process:
+        """Starts a gateway; with ``ready``, returns once its ``/-/health`` says 200 (the
+        revocation view proved fresh) on every worker, as a load balancer would wait: the
+        "listening" line comes before the first word from the CA, and a request in between
+        is refused (503), which on a loaded machine can take more than a moment."""
+        env = self.gateway_env(**extra)
+        process = Process([tool("ca-gateway"), "serve"], env, self.tmp / f"{name}.log").start()
         self.gateways.append(process)
+        if ready:
+            wait_healthy(process, answers=2 * int(env.get("GATEWAY_WORKERS", "1")))
         return process
 
     def lockout_keys(self, pattern: str) -> int:
@@ -173,6 +183,32 @@ class GatewayStack:
         self.upstream.stop()
         for server in self.ca.servers:
             server.stop()
+
+
+def wait_healthy(gateway: Process, answers: int = 1, timeout: float = 30) -> None:
+    """Waits until ``answers`` health checks in a row, each on a new connection (so that
+    SO_REUSEPORT spreads them over the workers), answer 200."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # a readiness probe: the answer, not the peer, counts
+    deadline = time.monotonic() + timeout
+    in_a_row = 0
+    while in_a_row < answers:
+        connection = http.client.HTTPSConnection(
+            gateway.host, gateway.port, context=context, timeout=5
+        )
+        try:
+            connection.request("GET", "/-/health")
+            response = connection.getresponse()
+            response.read()
+            in_a_row = in_a_row + 1 if response.status == 200 else 0
+        except OSError:
+            in_a_row = 0
+        finally:
+            connection.close()
+        if in_a_row < answers:
+            assert time.monotonic() < deadline, f"gateway not healthy: {gateway.log()[-2000:]}"
+            time.sleep(0.05)
 
 
 def gateway_stack_on(ca: Stack, smtp: SmtpSink, tmp: Path) -> GatewayStack:
