@@ -60,6 +60,7 @@ class CrlPublisher:
         poll_interval: float = 1.0,
         debounce: float = 1.0,
         leading: Callable[[], bool] = lambda: True,
+        store_at_stop: float = 30.0,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -71,6 +72,7 @@ class CrlPublisher:
         self._poll_interval = poll_interval
         self._debounce = debounce
         self._leading = leading
+        self._store_at_stop = store_at_stop
         # What this process serves: the base CRL and the delta CRL.
         self.current: dict[CrlKind, PublishedCrl] = {}
         self._lock = asyncio.Lock()
@@ -307,5 +309,20 @@ class CrlPublisher:
                 # woken together so that usually one of them publishes and the others adopt
                 # its CRLs).
                 await asyncio.sleep(self._debounce * random.random())
-        # A base served but not stored yet is stored before the process ends.
-        await self.stored()
+        # A base served but not stored yet is stored before the process ends, if the store
+        # lets it within ``store_at_stop`` seconds: a stop must not hang on an unreachable
+        # database. Left unstored, the base is as if this process had died before storing
+        # it: recorded without its DER, it is abandoned and replaced by the next base
+        # (crl_schedule.due), and no process ever serves it again.
+        try:
+            await asyncio.wait_for(self.stored(), self._store_at_stop)
+        except TimeoutError:
+            if self._storing is not None:
+                number, storing = self._storing
+                storing.cancel()
+                log.warning(
+                    "stopping without storing base CRL number %d: the store did not answer"
+                    " within %.0f s",
+                    number,
+                    self._store_at_stop,
+                )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from cryptography import x509
 
 from ca_service.domain.crl_schedule import CrlSchedule, Due
@@ -160,3 +161,32 @@ async def test_a_process_that_stops_stores_the_base_it_serves(services: Services
     crls.store_gate.set()
     await asyncio.wait_for(running, timeout=timedelta(seconds=5).total_seconds())
     assert (await crls.published())[CrlKind.BASE] == services.publisher.current[CrlKind.BASE]
+
+
+async def test_a_stop_waits_for_the_store_a_bounded_time_and_leaves_the_base_unstored(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    crls = services.stores.crls
+    publisher = CrlPublisher(
+        store=crls,
+        signer=services.publisher._signer,
+        issuer_name=services.publisher._issuer_name,
+        issuer_key_id=services.publisher._issuer_key_id,
+        clock=services.clock,
+        schedule=SCHEDULE,
+        store_at_stop=0.2,
+    )
+    crls.store_gate.clear()  # the database does not answer
+    stop = asyncio.Event()
+    stop.set()  # asked to stop while the first base is being stored
+    await publisher.refresh()
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(publisher.run(stop, services.stores.feed), 5)
+    assert 0.2 <= asyncio.get_running_loop().time() - started < 2
+    assert "stopping without storing base CRL number" in caplog.text
+    await asyncio.sleep(0)  # the cancelled write ends
+    assert publisher._storing is None
+    # Recorded without its DER: for the other processes, a base whose publisher died.
+    snapshot = await crls.snapshot()
+    assert snapshot.base is not None and not snapshot.base.stored
+    assert CrlKind.BASE not in await crls.published()
