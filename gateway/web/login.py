@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from gateway.ca_client import CaRefusal
-from gateway.identity import Refused
-from gateway.server import Response
+from gateway.identity import Identity, Refused
+from gateway.server import Response, behind
 from gateway.sessions import Session, SessionStore
 from gateway.web import messages
-from gateway.web.base import Journey, Route, Visit, flash_notice
+from gateway.web.base import Journey, Route, Visit, behind_form, flash_notice
 from gateway.web.pages import redirect
 
 __all__ = [
@@ -117,10 +117,13 @@ class LoginScreens(Journey):
             login_url=with_next("/login/password", self._next(visit)),
         )
 
-    async def _login_form(self, visit: Visit) -> Response:
-        identity = await self.certificate(visit)
-        if isinstance(identity, Response):
-            return identity
+    async def _certified(self, visit: Visit) -> Identity | Response:
+        """The guard of the password login: the caller's certificate, verified (typed for
+        this class, as :func:`behind` needs)."""
+        return await self.certificate(visit)
+
+    @behind(_certified)
+    async def _login_form(self, visit: Visit, identity: Identity) -> Response:
         next_path = self._next(visit)
         return self.render(
             visit,
@@ -130,11 +133,8 @@ class LoginScreens(Journey):
             form_url=with_next("/login/password", next_path),
         )
 
-    async def _login(self, visit: Visit) -> Response:
-        form = await self.form(visit)
-        identity = await self.certificate(visit)
-        if isinstance(identity, Response):
-            return identity
+    @behind_form(_certified)
+    async def _login(self, visit: Visit, identity: Identity, form: dict[str, str]) -> Response:
         user_id = form.get("user_id", "")
         password = form.get("password", "")
         next_path = local_path(form.get("next", "")) or self._next(visit)
