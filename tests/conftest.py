@@ -12,7 +12,15 @@ from ca_service.adapters.sql.database import Database
 from tests import support
 from tests.processes import ProcessInfo, descendants, kill, mentions, processes, wait_gone
 from tests.smtp_sink import SmtpSink
-from tests.support import CaProcess, ca_env, init_ca, migrated_database, throwaway_redis
+from tests.support import (
+    CaProcess,
+    ca_env,
+    init_ca,
+    migrated_database,
+    postgres_programs,
+    throwaway_postgres,
+    throwaway_redis,
+)
 
 POSTGRES_URL = os.environ.get("CA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -29,14 +37,22 @@ def _postgres_problem() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> str:
+def postgres_server() -> Iterator[str]:
+    """The PostgreSQL server of the tests: ``CA_TEST_POSTGRES_URL``, by default the one on
+    127.0.0.1:5432; when that one does not answer and none was named, a throw-away cluster
+    of the suite's own (where the server's programs are installed: .ci/run installs them)."""
     problem = _postgres_problem()
-    if problem is not None:
-        message = f"PostgreSQL at {POSTGRES_URL} is not reachable ({problem})"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must run the PostgreSQL tests")
-        pytest.skip(message)
-    return POSTGRES_URL
+    if problem is None:
+        yield POSTGRES_URL
+        return
+    if "CA_TEST_POSTGRES_URL" not in os.environ and postgres_programs() is not None:
+        with throwaway_postgres() as url:
+            yield url
+        return
+    message = f"PostgreSQL at {POSTGRES_URL} is not reachable ({problem})"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI must run the PostgreSQL tests")
+    pytest.skip(message)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -589,6 +590,78 @@ def throwaway_redis(data_dir: Path) -> Iterator[tuple[str, int]]:
                 process.wait()
         return
     raise RuntimeError(f"{executable} did not answer PING on a free port after 3 attempts")
+
+
+def postgres_programs() -> Path | None:
+    """The directory of a PostgreSQL server's programs (``initdb``, ``pg_ctl``): on PATH, or
+    Debian's ``/usr/lib/postgresql/<version>/bin``, the newest version; None without one."""
+    on_path = shutil.which("pg_ctl")
+    if on_path is not None and shutil.which("initdb") is not None:
+        return Path(on_path).parent
+    found = [
+        pg_ctl.parent
+        for pg_ctl in Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")
+        if pg_ctl.parts[-3].isdigit() and (pg_ctl.parent / "initdb").exists()
+    ]
+    return max(found, key=lambda path: int(path.parts[-2]), default=None)
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A PostgreSQL cluster of its own on a free loopback port, trust authentication for
+    ``postgres``, with an empty database ``test``; yields its URL and removes it afterwards.
+    For a machine whose PostgreSQL does not run (the suite's default server is the one on
+    127.0.0.1:5432). As root the server runs as the ``postgres`` user: it refuses root."""
+    import psycopg
+
+    programs = postgres_programs()
+    if programs is None:
+        raise RuntimeError("no PostgreSQL server programs (initdb, pg_ctl) found")
+    as_postgres: list[str] = []
+    # In /tmp, not under pytest's 0700 base directory: the server's user must reach it.
+    cluster = Path(tempfile.mkdtemp(prefix="ca-test-postgres-"))
+    if os.geteuid() == 0:
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(cluster, "postgres", "postgres")
+    data = cluster / "data"
+    pg_ctl = [*as_postgres, str(programs / "pg_ctl"), "-D", str(data), "-w"]
+    try:
+        subprocess.run(
+            [
+                *as_postgres,
+                str(programs / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        for _attempt in range(3):  # the free port may be taken between probe and bind
+            port = free_port()
+            options = f"-p {port} -k {cluster} -c listen_addresses=127.0.0.1 -c max_connections=200"
+            started = subprocess.run(
+                [*pg_ctl, "-t", "30", "-l", str(cluster / "server.log"), "-o", options, "start"],
+                capture_output=True,
+            )
+            if started.returncode == 0:
+                break
+        else:
+            raise RuntimeError(f"PostgreSQL did not start: {started.stderr.decode()[-500:]}")
+        try:
+            with psycopg.connect(
+                f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True
+            ) as connection:
+                connection.execute("CREATE DATABASE test")
+            yield f"postgresql://postgres@127.0.0.1:{port}/test"
+        finally:
+            subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+    finally:
+        shutil.rmtree(cluster, ignore_errors=True)
 
 
 def insert_early_account(database: Database) -> None:
