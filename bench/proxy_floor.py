@@ -10,13 +10,28 @@ own; each piece of the answer goes back encrypted. No HTTP parsing, no headers c
 checks, no log: the system calls, the TLS records and the event loop's dispatch, which any
 Python proxy pays, and which ca-gateway pays too.
 
+The *lean* proxy (``python bench/proxy_floor.py lean PORT UPSTREAM_PORT CERT KEY TRUST``)
+is the least a proxy must do per request that does the gateway's job, written for nothing
+but that, in one module: llhttp (httptools) parses each request and each answer, fields kept
+as bytes; the client certificate is judged per request by the gateway's own
+:func:`gateway.identity.identify` (chain against the issuing CA once per certificate,
+validity, clientAuth, revocation against a view that is always fresh), the owner's record
+looked up in a dict; hop-by-hop, identity, ``X-Forwarded-*`` and underscore fields are
+dropped and X-Forwarded-For/-Proto/-Host and the identity fields (built once per identity)
+added; the answer's hop-by-hop fields, Date and Content-Length are replaced; one JSON access
+line per request, written once per turn of the event loop. It leaves out what the gateway
+also does: the full table of malformed requests, admission and deadlines, an upstream pool
+(each client connection has its own upstream connection, as the floor's), timeouts,
+streamed bodies, metrics, sessions and screens. It is a yardstick, not a product: what a
+proxied request's Python costs when it is written as one path with few objects.
+
 The measurement (``python bench/proxy_floor.py [--runs 5] [--workers 1]``) sets up the stack
 of ``bench/gateway.py`` (its redis-server, ca-service, sample upstream, certificates, nginx
 configuration and load generator) and measures keep-alive windows of ``--connections``
-connections sending ``GET /echo`` in turn, the three servers taking turns within each run:
+connections sending ``GET /echo`` in turn, the four servers taking turns within each run:
 server CPU per request (the whole process tree), requests/s, and the share of the gateway's
-CPU above the floor. The gateway and nginx run ``--workers`` worker processes, the floor one
-process per worker as well (SO_REUSEPORT).
+CPU above the floor. The gateway and nginx run ``--workers`` worker processes, the floor and
+the lean proxy one process per worker as well (SO_REUSEPORT).
 """
 
 from __future__ import annotations
@@ -28,6 +43,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
@@ -46,11 +63,9 @@ def relay(port: int, upstream_port: int, certificate: Path, key: Path, workers: 
     starts the others as its children (one process tree to measure, as the gateway's)."""
     import uvloop
 
-    parent = os.getpid()
-    for _ in range(workers - 1):
-        arguments = [str(port), str(upstream_port), str(certificate), str(key), "1"]
-        subprocess.Popen([sys.executable, __file__, "relay", *arguments, str(parent)])
-
+    parent = int(sys.argv[7]) if len(sys.argv) > 7 else None
+    if parent is None:
+        _children("relay", workers)
     from ca_service.shared.http.openssl_tls import AnyClientCertificateTls
     from gateway.tls import TlsFiles, build_server_context
 
@@ -106,20 +121,227 @@ def relay(port: int, upstream_port: int, certificate: Path, key: Path, workers: 
 
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
+    _serve(loop, Client, port, parent)
+
+
+def _children(mode: str, workers: int) -> None:
+    """With ``workers`` > 1 the first process starts the others as its children (one process
+    tree to measure, as the gateway's); a child's last argument is its parent's PID."""
+    parent = os.getpid()
+    for _ in range(workers - 1):
+        arguments = [*sys.argv[2:6], "1", *sys.argv[7:8]]
+        subprocess.Popen([sys.executable, __file__, mode, *arguments, str(parent)])
+
+
+def _serve(loop: asyncio.AbstractEventLoop, factory: object, port: int, parent: int | None) -> None:
     loop.run_until_complete(
-        loop.create_server(Client, "127.0.0.1", port, reuse_port=True, backlog=1024)
+        loop.create_server(factory, "127.0.0.1", port, reuse_port=True, backlog=1024)  # type: ignore[arg-type]
     )
     print(f"listening on https://127.0.0.1:{port}/", flush=True)
-    if len(sys.argv) > 7:  # a child: ends with its parent
-        watched = int(sys.argv[7])
+    if parent is not None:  # a child: ends with its parent
 
         def orphaned() -> None:
-            if os.getppid() != watched:
+            if os.getppid() != parent:
                 loop.stop()
             loop.call_later(0.5, orphaned)
 
         orphaned()
     loop.run_forever()
+
+
+def lean_proxy(
+    port: int, upstream_port: int, certificate: Path, key: Path, trust: Path, parent: int | None
+) -> None:
+    """The lean proxy of the module's docstring."""
+    import httptools
+    import uvloop
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from ca_service.shared.http.messages import HOP_BY_HOP, http_date
+    from ca_service.shared.http.openssl_tls import AnyClientCertificateTls
+    from gateway.accesslog import access_line
+    from gateway.identity import IDENTITY_HEADERS, Identity, identify, identity_headers
+    from gateway.tls import TlsFiles, build_server_context
+
+    context = build_server_context(TlsFiles(certificate, key, certificate))
+    anchors = [
+        c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(trust.read_bytes())
+    ]
+    hop_by_hop = {name.encode() for name in HOP_BY_HOP}
+    not_forwarded = frozenset(
+        hop_by_hop
+        | {name.encode() for name in IDENTITY_HEADERS}
+        | {b"content-length", b"expect", b"forwarded", b"x-real-ip"}
+        | {b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-port", b"x-forwarded-proto"}
+    )
+    not_relayed = frozenset(hop_by_hop | {b"content-length", b"date"})
+    identity_lines: dict[Identity, bytes] = {}
+    records: dict[str, str] = {}  # user ID -> role: the gateway's cached CA record, in short
+
+    class AlwaysFresh:
+        def is_fresh(self) -> bool:
+            return True
+
+        def is_revoked(self, serial: int) -> bool:
+            return serial in revoked
+
+    revoked: set[int] = set()
+    view = AlwaysFresh()
+    lines: list[str] = []
+
+    def flush() -> None:
+        sys.stderr.write("\n".join(lines) + "\n")
+        lines.clear()
+
+    class Upstream(asyncio.Protocol):
+        def __init__(self, client: Client) -> None:
+            self.client = client
+            self.parser = httptools.HttpResponseParser(self)
+            self.fields: list[tuple[bytes, bytes]] = []
+            self.body: list[bytes] = []
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.Transport, transport)
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.fields.append((name, value))
+
+        def on_body(self, body: bytes) -> None:
+            self.body.append(body)
+
+        def on_message_complete(self) -> None:
+            client = self.client
+            status = self.parser.get_status_code()
+            body = b"".join(self.body)
+            head = [b"HTTP/1.1 %d OK\r\nDate: %s\r\n" % (status, http_date().encode())]
+            head += [b"%s: %s\r\n" % f for f in self.fields if f[0].lower() not in not_relayed]
+            head.append(b"Content-Length: %d\r\n\r\n" % len(body))
+            head.append(body)
+            client.tls.send(b"".join(head))
+            self.fields, self.body = [], []
+            if not lines:
+                loop.call_soon(flush)
+            now = time.time()
+            lines.append(
+                access_line(
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now))}Z",
+                    client.address,
+                    "GET",
+                    client.path,
+                    status,
+                    len(body),
+                    0.0,
+                    "TLSv1.3",
+                    False,
+                    client.user,
+                    None,
+                )
+            )
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.client.transport.close()
+
+    class Client(asyncio.Protocol):
+        transport: asyncio.Transport
+        tls: AnyClientCertificateTls
+
+        def __init__(self) -> None:
+            self.parser = httptools.HttpRequestParser(self)
+            self.fields: list[tuple[bytes, bytes]] = []
+            self.target = b""
+            self.path = self.user = self.address = ""
+            self.certificate: bytes | None = None
+            self.upstream: Upstream | None = None
+            self.waiting: list[bytes] = []
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.Transport, transport)
+            self.tls = AnyClientCertificateTls(context, self.transport)
+            self.address = self.transport.get_extra_info("peername")[0]
+
+        def data_received(self, data: bytes) -> None:
+            try:
+                plain = self.tls.receive(data)
+                if plain:
+                    self.parser.feed_data(plain)
+            except (OSError, EOFError, httptools.HttpParserError):
+                self.transport.abort()
+
+        def on_url(self, url: bytes) -> None:
+            self.target = url
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.fields.append((name, value))
+
+        def on_message_complete(self) -> None:
+            if self.certificate is None:
+                self.certificate = self.tls.peer_certificate()
+            certified = None
+            for anchor in anchors:  # the issuing CA: found once, then first in the list
+                try:
+                    certified = identify(
+                        self.certificate or b"",
+                        issuer_der=anchor,
+                        now=datetime.now(UTC),
+                        revocations=view,
+                    )
+                    break
+                except Exception:
+                    anchors.append(anchors.pop(0))
+            if certified is None:
+                self.transport.abort()
+                return
+            self.user = certified.user_id
+            records.setdefault(self.user, "master")
+            extra = identity_lines.get(certified)
+            if extra is None:
+                extra = identity_lines[certified] = b"".join(
+                    b"%s: %s\r\n" % (n.encode(), v.encode()) for n, v in identity_headers(certified)
+                )
+            self.path = self.target.partition(b"?")[0].decode("latin-1")
+            head = [b"%s %s HTTP/1.1\r\n" % (self.parser.get_method(), self.target)]
+            host = b""
+            for name, value in self.fields:
+                lower = name.lower()
+                if lower in not_forwarded or b"_" in name:
+                    continue
+                if lower == b"host":
+                    host = value
+                head.append(b"%s: %s\r\n" % (name, value))
+            head.append(
+                b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: %s\r\n"
+                % (self.address.encode(), host)
+            )
+            head.append(extra + b"\r\n")
+            self.fields = []
+            request = b"".join(head)
+            if self.upstream is not None and self.upstream.transport is not None:
+                self.upstream.transport.write(request)
+                return
+            self.waiting.append(request)
+            if len(self.waiting) == 1:
+                loop.create_task(self.connect())
+
+        async def connect(self) -> None:
+            _, upstream = await loop.create_connection(
+                lambda: Upstream(self), "127.0.0.1", upstream_port
+            )
+            self.upstream = upstream
+            upstream.transport.write(b"".join(self.waiting))  # type: ignore[union-attr]
+            self.waiting.clear()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.upstream is not None and self.upstream.transport is not None:
+                self.upstream.transport.close()
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    _serve(loop, Client, port, parent)
 
 
 def start_floor(stack: GatewayStack, workers: int) -> tuple[bench.Target, Process]:
@@ -139,10 +361,35 @@ def start_floor(stack: GatewayStack, workers: int) -> tuple[bench.Target, Proces
     return bench.Target("floor", port, True, process.process.pid), process
 
 
+def start_lean(stack: GatewayStack, workers: int) -> tuple[bench.Target, Process]:
+    port = free_port()
+    process = Process(
+        [
+            sys.executable,
+            __file__,
+            "lean",
+            *(str(port), str(stack.upstream.port)),
+            *(str(stack.tls_dir / "cert.pem"), str(stack.tls_dir / "key.pem"), str(workers)),
+            str(stack.tls_dir / "client-trust.pem"),
+        ],
+        dict(os.environ),
+        stack.tmp / "lean.log",
+    ).start()
+    assert process.process is not None
+    return bench.Target("lean", port, True, process.process.pid), process
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "relay":
         port, upstream_port, certificate, key, workers = sys.argv[2:7]
         relay(int(port), int(upstream_port), Path(certificate), Path(key), int(workers))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "lean":
+        port, upstream_port, certificate, key, workers, trust = sys.argv[2:8]
+        parent = int(sys.argv[8]) if len(sys.argv) > 8 else None
+        if parent is None:
+            _children("lean", int(workers))
+        lean_proxy(int(port), int(upstream_port), Path(certificate), Path(key), Path(trust), parent)
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -151,7 +398,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     args = parser.parse_args()
-    results: dict[str, list[bench.Figures]] = {"floor": [], "gateway": [], "nginx": []}
+    results: dict[str, list[bench.Figures]] = {name: [] for name in _TARGETS}
     with (
         tempfile.TemporaryDirectory(prefix="bench-floor-") as workdir_name,
         throwaway_redis(Path(workdir_name)) as (redis_url, _),
@@ -161,7 +408,7 @@ def main() -> int:
         (workdir / "stack").mkdir()
         smtp = SmtpSink().start()
         stack = start_gateway_stack(workdir / "stack", redis_url, smtp)
-        floor_process: Process | None = None
+        helpers: list[Process] = []
         try:
             for idle in stack.gateways:
                 idle.stop()
@@ -171,17 +418,22 @@ def main() -> int:
             gateway = bench.start_gateway(stack, args.workers, access_log=True)
             assert gateway.process is not None and stack.upstream.process is not None
             floor, floor_process = start_floor(stack, args.workers)
+            helpers.append(floor_process)
+            lean, lean_process = start_lean(stack, args.workers)
+            helpers.append(lean_process)
             upstream = f"127.0.0.1:{stack.upstream.port}"
             with bench.nginx_server(
                 workdir / "nginx", stack.tls_dir, upstream, args.workers, access_log=True
             ) as (nginx, _):
                 targets = {
                     "floor": floor,
+                    "lean": lean,
                     "gateway": bench.Target("gateway", gateway.port, True, gateway.process.pid),
                     "nginx": nginx,
                 }
                 for run in range(args.runs):
-                    order = list(targets)[run % 3 :] + list(targets)[: run % 3]
+                    turn = run % len(targets)
+                    order = list(targets)[turn:] + list(targets)[:turn]
                     for name in order:
                         figures = bench.run_loadgen(
                             loadgen,
@@ -198,8 +450,8 @@ def main() -> int:
                         results[name].append(figures)
                         print(f"run {run + 1} " + bench.describe(f"{name:8}", figures, "req"))
         finally:
-            if floor_process is not None:
-                floor_process.stop()
+            for helper in helpers:
+                helper.stop()
             stack.stop()
             smtp.stop()
     print_summary(results, args)
@@ -225,17 +477,28 @@ def print_summary(results: dict[str, list[bench.Figures]], args: argparse.Namesp
         name: statistics.median(
             f.cpu_us / n.cpu_us for f, n in zip(results[name], results["nginx"], strict=True)
         )
-        for name in ("floor", "gateway")
+        for name in ("floor", "lean", "gateway")
     }
     above = statistics.median(
         g.cpu_us - f.cpu_us for g, f in zip(results["gateway"], results["floor"], strict=True)
     )
+    rates = {
+        name: statistics.median(
+            f.rate / n.rate for f, n in zip(results[name], results["nginx"], strict=True)
+        )
+        for name in ("floor", "lean", "gateway")
+    }
     print(
         f"CPU per request against nginx's in the same run (median of the runs' ratios): floor "
-        f"{ratios['floor']:.2f}x, gateway {ratios['gateway']:.2f}x; the gateway above the "
-        f"floor: {above:.0f} µs per request (HTTP/1.1 parsing and framing both ways, the "
-        "checks, the headers, the pool, the access log)"
+        f"{ratios['floor']:.2f}x, lean {ratios['lean']:.2f}x, gateway {ratios['gateway']:.2f}x; "
+        f"requests/s: floor {rates['floor']:.2f}x, lean {rates['lean']:.2f}x, gateway "
+        f"{rates['gateway']:.2f}x; the gateway above the floor: {above:.0f} µs per request "
+        "(HTTP/1.1 parsing and framing both ways, the checks, the headers, the pool, the "
+        "access log)"
     )
+
+
+_TARGETS = ("floor", "lean", "gateway", "nginx")
 
 
 if __name__ == "__main__":
