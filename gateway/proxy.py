@@ -225,8 +225,9 @@ class UpstreamPool:
         )
 
 
-# Not passed on from the upstream's answer (the server frames the body itself).
-_DROPPED_ANSWER = HOP_BY_HOP | {"content-length"}
+# Not passed on from the upstream's answer: the server frames the body itself, and dates the
+# answer itself, as nginx does (passing the upstream's Date on as well made two Date fields).
+_DROPPED_ANSWER = HOP_BY_HOP | {"content-length", "date"}
 
 
 async def _nothing() -> AsyncIterator[bytes]:

@@ -394,6 +394,26 @@ def test_slow_upstream_is_a_504_and_a_dead_one_a_502(
     assert status == 502 and "接続できません" in body
 
 
+def test_a_proxied_answer_carries_one_date_the_gateways(
+    gateway_stack: GatewayStack, impatient_gateway: Process, user: CertifiedUser
+) -> None:
+    """The upstream dates its answer and so does the gateway, which frames it anew: the
+    client gets one Date field, the gateway's (as from nginx), not two."""
+    certificate = user.cert
+    result = subprocess.run(
+        [
+            *("curl", "-sS", "--cacert", str(gateway_stack.trust), "-D", "-", "-o", "/dev/null"),
+            *("--cert", str(certificate / "cert.pem"), "--key", str(certificate / "key.pem")),
+            f"https://localhost:{impatient_gateway.port}/echo",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    lines = result.stdout.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 200")
+    assert len([line for line in lines if line.lower().startswith("date:")]) == 1
+
+
 def test_a_revocation_reaches_every_worker_process_within_a_second(
     gateway_stack: GatewayStack, tmp_path: Path
 ) -> None:
