@@ -26,16 +26,18 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Protocol
 
 from ca_service.shared.clock import Clock
+from ca_service.shared.http.messages import encode_fields
 from ca_service.shared.redis_peer import REDIS_DOWN, RedisPeer
 from gateway import card_headers, metrics
 from gateway.accesslog import access_line
 from gateway.accounts import Rules, UserRecord, UserState
-from gateway.ca_client import CaClient, CaUnavailable
+from gateway.ca_client import NOT_CACHED, CaClient, CaUnavailable
 from gateway.card import CardHolder, CardRevocationView, CardTrust
 from gateway.errors import RedisUnavailable, UpstreamError
 from gateway.health import CaHealth
@@ -51,7 +53,7 @@ from gateway.identity import (
 )
 from gateway.proxy import UpstreamPool, forwarded_headers
 from gateway.routes import Mode, Route, RouteTable
-from gateway.server import Request, Response
+from gateway.server import Pending, Request, Response
 from gateway.sessions import COOKIE_NAME, Session, SessionStore
 from gateway.web import messages
 from gateway.web.login import (
@@ -66,6 +68,9 @@ from gateway.web.screens import Limit, Screens
 __all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
+
+# The gateway's own cookie: taken out of what the upstream sees.
+_OWN_COOKIES = frozenset({COOKIE_NAME})
 
 # Metrics are for the local scraper only (they tell an outsider about traffic and refusals).
 _LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -133,12 +138,13 @@ class Gateway:
         self._routes = routes or RouteTable((Route("/", Mode.USER, ""),))
         # Each route's pool: one per upstream URL; "/" falls back to ``upstream``.
         pools = dict(upstreams or {})
-        self._pools: dict[Route, UpstreamPool] = {}
+        # By prefix: a str hashes in C, a Route (a dataclass holding an enum) in Python.
+        self._pools: dict[str, UpstreamPool] = {}
         for route in self._routes.routes:
             pool = pools.get(route.upstream) or (upstream if route.prefix == "/" else None)
             if pool is None:
                 raise ValueError(f"no connection pool for the upstream {route.upstream}")
-            self._pools[route] = pool
+            self._pools[route.prefix] = pool
         self._cards = cards
         self._card_revocations = card_revocations
         self._card_names = {
@@ -168,9 +174,12 @@ class Gateway:
             limit=limit,
         )
         self.metrics = metrics.GatewayMetrics()
-        self._resolved: dict[
-            tuple[Identity, str, str], tuple[Identity, list[tuple[str, str]], str]
-        ] = {}
+        # proxy.Forwarder's: the head of an upstream's answer arrived after so many seconds.
+        self.upstream_answered: Callable[[float], None] = self.metrics.upstream_seconds
+        # (identity, role, organisation) -> (identity with its record, its upstream fields
+        # encoded and checked once, serial in hex).
+        # Keyed by the certificate's fingerprint (an Identity hashes in Python).
+        self._resolved: dict[tuple[str, str, str], tuple[Identity, bytes, str]] = {}
         self._log_second = -1
         self._log_prefix = ""
 
@@ -180,8 +189,18 @@ class Gateway:
         """The verified caller of this request; raises :class:`Refused`."""
         return (await self._verify(request))[0]
 
-    async def _verify(self, request: Request) -> tuple[Identity, list[tuple[str, str]], UserRecord]:
+    async def _verify(self, request: Request) -> tuple[Identity, bytes, UserRecord]:
         """The verified caller, the identity headers it gets upstream and its CA record."""
+        identity, now = self._certified(request)
+        try:
+            user = await self._ca.user(identity.user_id)
+        except CaUnavailable:
+            raise self._counted(None, Refused(Refusal.STALE)) from None
+        return self._accepted(request, identity, user, now)
+
+    def _certified(self, request: Request) -> tuple[Identity, datetime]:
+        """The identity the request's certificate proves (chain, validity, clientAuth,
+        revocation) and the instant it was judged at; raises :class:`Refused`."""
         der = request.connection.certificate_der
         if der is None:
             raise Refused(Refusal.MALFORMED)
@@ -190,27 +209,23 @@ class Gateway:
             identity = identify(
                 der, issuer_der=self._issuer_der, now=now, revocations=self._revocations
             )
-            try:
-                user = await self._ca.user(identity.user_id)
-            except CaUnavailable:
-                raise Refused(Refusal.STALE) from None
-            if user is None:
-                raise Refused(Refusal.UNKNOWN_USER)
-            state = user.state_at(now)
-            if state is UserState.BLOCKED:
-                raise Refused(Refusal.BLOCKED)
-            if state is UserState.LOCKED:
-                raise Refused(Refusal.LOCKED)
         except Refused as refused:
-            if (
-                refused.refusal is Refusal.NOT_OURS
-                and self._cards is not None
-                and self._cards.issued(der)
-            ):
-                refused = Refused(Refusal.CARD_ON_USER_ROUTE)
-            self.metrics.refused(refused.refusal.name.lower())
-            raise refused from None
-        key = (identity, user.role, user.organization_id)
+            raise self._counted(der, refused) from None
+        return identity, now
+
+    def _accepted(
+        self, request: Request, identity: Identity, user: UserRecord | None, now: datetime
+    ) -> tuple[Identity, bytes, UserRecord]:
+        """The certified identity completed by its owner's record, which must exist and be
+        neither locked nor blocked; raises :class:`Refused`."""
+        if user is None:
+            raise self._counted(None, Refused(Refusal.UNKNOWN_USER))
+        state = user.state_at(now)
+        if state is UserState.BLOCKED:
+            raise self._counted(None, Refused(Refusal.BLOCKED))
+        if state is UserState.LOCKED:
+            raise self._counted(None, Refused(Refusal.LOCKED))
+        key = (identity.fingerprint_sha256, user.role, user.organization_id)
         resolved = self._resolved.get(key)
         if resolved is None:
             # Built once per certificate and record, not per request.
@@ -219,13 +234,27 @@ class Gateway:
             complete = replace(identity, role=user.role, organization_id=user.organization_id)
             resolved = (
                 complete,
-                identity_headers(complete, self._xfcc_by, self._header_names),
+                encode_fields(identity_headers(complete, self._xfcc_by, self._header_names)),
                 f"{identity.serial:x}",
             )
             self._resolved[key] = resolved
-        request.log_fields["user_id"] = identity.user_id
-        request.log_fields["serial"] = resolved[2]
+        fields = request.log_fields
+        fields["user_id"] = identity.user_id
+        fields["serial"] = resolved[2]
         return resolved[0], resolved[1], user
+
+    def _counted(self, der: bytes | None, refused: Refused) -> Refused:
+        """``refused`` as the caller is told (a card's certificate on a user route is named
+        as such), counted in the metrics."""
+        if (
+            refused.refusal is Refusal.NOT_OURS
+            and der is not None
+            and self._cards is not None
+            and self._cards.issued(der)
+        ):
+            refused = Refused(Refusal.CARD_ON_USER_ROUTE)
+        self.metrics.refused(refused.refusal.name.lower())
+        return refused
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -233,9 +262,41 @@ class Gateway:
         """For errors below the handler (malformed requests)."""
         return self._pages.error(status, messages.MALFORMED_REQUEST, message, back_url=None)
 
-    async def handle(self, request: Request) -> Response:
-        """Every request. The one place where a peer that cannot answer (Redis for the
-        sessions and any other use, the CA) becomes a 503 page, never a 500."""
+    def handle(self, request: Request) -> Response | Awaitable[Response] | Pending:
+        """Every request: a proxied request without a body that needs nothing waited for (no
+        login session to load, the user's record cached) is verified and sent upstream from
+        this call, its answer given from the upstream connection's callback (no task); the
+        rest goes through :meth:`_handle`."""
+        path = request.path
+        if request.has_body or path.startswith("/-/") or self.screens.serves(path):
+            return self._handle(request)
+        route = self._routes.match(path)
+        identity: bytes
+        if route.mode is Mode.USER:
+            if self._require_login or request.connection.certificate_der is None:
+                return self._handle(request)
+            try:
+                certified, now = self._certified(request)
+                user = self._ca.cached_user(certified.user_id)
+                if user is NOT_CACHED:
+                    return self._handle(request)
+                identity = self._accepted(request, certified, user, now)[1]
+            except Refused as refused:
+                return self._refusal_page(refused)
+        elif route.mode is Mode.PUBLIC:
+            identity = b""
+        else:
+            return self._handle(request)
+        pool = self._pools[route.prefix]
+        headers = forwarded_headers(
+            request, strip=self._strip, add=identity, own_cookies=_OWN_COOKIES
+        )
+        return pool.forward_at_once(request, headers, self) or self._sent(request, pool, headers)
+
+    async def _handle(self, request: Request) -> Response:
+        """Every request that has to wait for something. The one place where a peer that
+        cannot answer (Redis for the sessions and any other use, the CA) becomes a 503
+        page, never a 500."""
         try:
             path = request.path
             if path.startswith("/-/"):
@@ -243,12 +304,12 @@ class Gateway:
             if self.screens.serves(path):
                 return await self.screens.handle(request)
             route = self._routes.match(path)
-            pool = self._pools[route]
+            pool = self._pools[route.prefix]
             if route.mode is Mode.USER:
                 return await self._protected(request, pool)
             if route.mode is Mode.CARD:
                 return await self._card(request, pool)
-            return await self._forward(request, pool, ())
+            return await self._forward(request, pool, b"")
         except REDIS_DOWN as exc:  # a use of the client that does not go through RedisPeer
             self._redis.availability.failed(exc)
             return self._unavailable()
@@ -354,7 +415,7 @@ class Gateway:
             self.metrics.refused(refused.refusal.name.lower())
             return self._refusal_page(refused)
         request.log_fields["serial"] = f"{holder.serial:x}"  # no personal data in the log
-        return await self._forward(request, pool, self._card_headers(holder))
+        return await self._forward(request, pool, encode_fields(self._card_headers(holder)))
 
     def _card_headers(self, holder: CardHolder) -> list[tuple[str, str]]:
         names = self._card_names
@@ -383,7 +444,7 @@ class Gateway:
             if session.ended_by_password_change(user.password_changed_ms):
                 return await self._ended(request, session, user.password_changed_ms)
             await self._sessions.touch(session)  # renews the idle timeout
-            upstream_identity = [*upstream_identity, *logout_headers(session)]
+            upstream_identity += encode_fields(logout_headers(session))
         return await self._forward(request, pool, upstream_identity)
 
     async def _ended(self, request: Request, session: Session, changed_ms: int) -> Response:
@@ -399,29 +460,37 @@ class Gateway:
         response.headers.append(("Set-Cookie", self._sessions.cookie_header(renewed)))
         return response
 
-    async def _forward(
-        self, request: Request, pool: UpstreamPool, identity: list[tuple[str, str]] | tuple[()]
-    ) -> Response:
+    async def _forward(self, request: Request, pool: UpstreamPool, identity: bytes) -> Response:
         headers = forwarded_headers(
-            request,
-            strip=self._strip,
-            add=identity,
-            own_cookies=(COOKIE_NAME,),
+            request, strip=self._strip, add=identity, own_cookies=_OWN_COOKIES
         )
+        return await self._sent(request, pool, headers)
+
+    async def _sent(self, request: Request, pool: UpstreamPool, headers: bytes) -> Response:
         started = time.perf_counter()
         try:
             response = await pool.forward(request, headers)
         except UpstreamError as exc:
-            self.metrics.upstream_error(exc.http_status)
-            log.warning("upstream: %s", exc)
-            status, (heading, text) = (
-                (504, messages.UPSTREAM_TIMEOUT)
-                if exc.http_status == 504
-                else (502, messages.UPSTREAM_UNREACHABLE)
-            )
-            return self._pages.error(status, heading, text, back_url="/")
-        self.metrics.upstream_seconds(time.perf_counter() - started)
+            return self.upstream_failed(exc)
+        self.upstream_answered(time.perf_counter() - started)
         return response
+
+    # -- what the upstream pool reports (proxy.Forwarder) ---------------------------------
+
+    def upstream_failed(self, error: UpstreamError) -> Response:
+        self.metrics.upstream_error(error.http_status)
+        log.warning("upstream: %s", error)
+        status, (heading, text) = (
+            (504, messages.UPSTREAM_TIMEOUT)
+            if error.http_status == 504
+            else (502, messages.UPSTREAM_UNREACHABLE)
+        )
+        return self._pages.error(status, heading, text, back_url="/")
+
+    def forward_again(
+        self, pool: UpstreamPool, request: Request, headers: bytes
+    ) -> Awaitable[Response]:
+        return self._sent(request, pool, headers)
 
     # -- access log -----------------------------------------------------------------------
 

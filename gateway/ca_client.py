@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Final, Literal
 
 import grpc
 
@@ -16,7 +17,24 @@ from ca_service.client import api_error, stub
 from gateway.accounts import Issued, RevocationCause, Rules, UserRecord
 from gateway.errors import GatewayError
 
-__all__ = ["CaBusy", "CaClient", "CaRefusal", "CaUnavailable", "reason_of"]
+__all__ = [
+    "NOT_CACHED",
+    "CaBusy",
+    "CaClient",
+    "CaRefusal",
+    "CaUnavailable",
+    "NotCached",
+    "reason_of",
+]
+
+
+class NotCached(Enum):
+    """The cache does not hold the user's record (it has to be asked of the CA)."""
+
+    NOT_CACHED = "not cached"
+
+
+NOT_CACHED: Final = NotCached.NOT_CACHED
 
 
 def reason_of(reason: str, status: grpc.StatusCode) -> ErrorReason:
@@ -92,12 +110,20 @@ class CaClient:
 
     # -- identity -------------------------------------------------------------------------
 
+    def cached_user(self, user_id: str) -> UserRecord | Literal[NotCached.NOT_CACHED] | None:
+        """The user's record while the cache holds it (None: the CA has no such user), else
+        :data:`NOT_CACHED`: what :meth:`user` answers without asking the CA."""
+        cached = self._users.get(user_id)
+        if cached is not None and self._monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
+        return NOT_CACHED
+
     async def user(self, user_id: str) -> UserRecord | None:
         """The user's record, cached for a short time; None when the CA has no such user."""
-        cached = self._users.get(user_id)
+        cached = self.cached_user(user_id)
+        if cached is not NOT_CACHED:
+            return cached
         now = self._monotonic()
-        if cached is not None and now - cached[0] < self._cache_seconds:
-            return cached[1]
         try:
             # Acting for the user itself: the gateway has just verified its certificate.
             message = await self._call(

@@ -54,7 +54,10 @@ class GatewayMetrics:
 
     def request(self, status: int, seconds: float) -> None:
         self._requests[status] += 1
-        self._duration.observe(seconds)
+        duration = self._duration  # observe(), written out: this runs for every request
+        duration.counts[bisect.bisect_left(_BUCKETS, seconds)] += 1
+        duration.total += seconds
+        duration.n += 1
 
     def refused(self, reason: str) -> None:
         self._refusals[reason] += 1
@@ -63,7 +66,10 @@ class GatewayMetrics:
         self._upstream_errors[status] += 1
 
     def upstream_seconds(self, seconds: float) -> None:
-        self._upstream.observe(seconds)
+        upstream = self._upstream  # observe(), written out: this runs for every request
+        upstream.counts[bisect.bisect_left(_BUCKETS, seconds)] += 1
+        upstream.total += seconds
+        upstream.n += 1
 
     def render(self, revocations: _Freshness, pool: _Pool) -> str:
         pid = f'pid="{os.getpid()}"'

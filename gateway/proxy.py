@@ -8,6 +8,11 @@ is neither read nor sent, and both connections close after the answer.
 Headers a client sends under the identity names are always removed, whatever route the
 request takes; hop-by-hop headers are not forwarded. Upstream connections are kept alive in a
 small pool. A refused or failed connection answers 502, a slow upstream 504.
+
+A request without a body that finds an idle pooled connection is sent from the request's own
+callback and answered from the upstream connection's (:meth:`UpstreamPool.forward_at_once`):
+no task and no future between the two; anything else, or a pooled connection found closed on
+the way, takes the coroutine path (:meth:`UpstreamPool.forward`).
 """
 
 from __future__ import annotations
@@ -15,18 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from ca_service.shared.http.client import ClientConnection, open_connection
-from ca_service.shared.http.messages import HOP_BY_HOP, ProtocolError
+from ca_service.shared.http.messages import HOP_BY_HOP, ProtocolError, encode_fields
 from ca_service.shared.http.parser import Incoming
 from gateway.errors import UpstreamError
-from gateway.server import Request, Response
+from gateway.server import Pending, Request, Response
 
-__all__ = ["Upstream", "UpstreamPool", "forwarded_headers"]
+__all__ = ["Forwarder", "Upstream", "UpstreamPool", "forwarded_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,77 @@ class Upstream:
 
 class _StaleLink(Exception):
     """A pooled connection turned out to be closed before the request reached the upstream."""
+
+
+def _failure(exc: BaseException, link: ClientConnection, no_body: bool) -> Exception:
+    """What an exchange's failure means: an :class:`UpstreamError` (answered 502 or 504),
+    :class:`_StaleLink` (send it again on a fresh connection), or the client's own error
+    (a malformed request body), to be raised as it is."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamError(504, "the upstream did not answer in time")
+    if isinstance(exc, ProtocolError):
+        if exc.status == 502:
+            return UpstreamError(502, f"the upstream's answer is broken: {exc}")
+        return exc  # the client's body was malformed: the client's error
+    if isinstance(exc, OSError):
+        if link.reused and no_body:
+            return _StaleLink()
+        return UpstreamError(502, f"the upstream failed: {exc or type(exc).__name__}")
+    return exc if isinstance(exc, Exception) else UpstreamError(502, "the exchange broke off")
+
+
+class Forwarder(Protocol):
+    """What the caller of :meth:`UpstreamPool.forward_at_once` does with the outcomes that
+    are not a plain answer."""
+
+    def upstream_failed(self, error: UpstreamError) -> Response:
+        """The page for a failed exchange."""
+
+    def forward_again(
+        self, pool: UpstreamPool, request: Request, headers: bytes
+    ) -> Awaitable[Response]:
+        """The request sent again through ``pool`` (the pooled connection it went on was
+        closed)."""
+
+    def upstream_answered(self, seconds: float) -> None:
+        """The head of the answer arrived after ``seconds``."""
+
+
+class _Exchange(Pending):
+    """One request sent by :meth:`UpstreamPool.forward_at_once`, until its answer's head."""
+
+    __slots__ = ("_forwarder", "_headers", "_method", "_pool", "_started", "_to_send")
+
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        forwarder: Forwarder,
+        request: Request,
+        headers: bytes,
+    ) -> None:
+        self._connection = self._request = None  # Pending's, set without a call
+        self._pool = pool
+        self._forwarder = forwarder
+        self._to_send = request
+        self._headers = headers
+        self._method = request.method
+        self._started = time.perf_counter()
+
+    def answered(self, link: ClientConnection, head: Incoming | BaseException) -> None:
+        pool = self._pool
+        if isinstance(head, Incoming):
+            self._forwarder.upstream_answered(time.perf_counter() - self._started)
+            self.resolve(pool._response(link, head, self._method))
+            return
+        pool._drop(link)
+        failure = _failure(head, link, True)
+        if isinstance(failure, _StaleLink):
+            self.resolve(self._forwarder.forward_again(pool, self._to_send, self._headers))
+        elif isinstance(failure, UpstreamError):
+            self.resolve(self._forwarder.upstream_failed(failure))
+        else:
+            log.error("upstream exchange failed: %r", failure)
+            self.resolve(self._forwarder.upstream_failed(UpstreamError(502, str(failure))))
 
 
 class UpstreamPool:
@@ -94,14 +171,27 @@ class UpstreamPool:
         while self._idle:
             link = self._idle.pop()
             self._busy.add(link)
-            if now - link.idle_since < self.upstream.idle_seconds and link.usable:
+            transport = link.transport  # link.usable, without a call per request
+            if (
+                now - link.idle_since < self.upstream.idle_seconds
+                and not link.closed
+                and transport is not None
+                and not transport.is_closing()
+            ):
                 link.reused = True
                 return link
             self._drop(link)
         return None
 
     def _give_back(self, link: ClientConnection) -> None:
-        if len(self._idle) < self.upstream.pool_size and link.usable and link in self._busy:
+        transport = link.transport  # link.usable, without a call per request
+        if (
+            len(self._idle) < self.upstream.pool_size
+            and not link.closed
+            and transport is not None
+            and not transport.is_closing()
+            and link in self._busy
+        ):
             self._busy.discard(link)
             link.reused = False
             self._idle.append(link)
@@ -136,7 +226,33 @@ class UpstreamPool:
         if waiting:
             self._sweep_soon()
 
-    async def forward(self, request: Request, headers: list[tuple[str, str]]) -> Response:
+    def forward_at_once(
+        self, request: Request, headers: bytes, forwarder: Forwarder
+    ) -> Pending | None:
+        """Sends a request without a body on an idle pooled connection and returns what the
+        answer resolves (from the upstream connection's callback); None when no pooled
+        connection is idle (the caller takes :meth:`forward`)."""
+        link = self._take()
+        if link is None:
+            return None
+        exchange = _Exchange(self, forwarder, request, headers)
+        try:
+            method = request.method
+            # request_head(), written out: the method and target as llhttp let them in.
+            link.submit(
+                b"%s %s HTTP/1.1\r\n%s\r\n"
+                % (method.encode("latin-1"), request.target.encode("latin-1"), headers),
+                method,
+                exchange,
+            )
+        except ConnectionResetError:
+            self._drop(link)
+            return None
+        if self._sweeping is None:
+            self._sweep_soon()
+        return exchange
+
+    async def forward(self, request: Request, headers: bytes) -> Response:
         """Sends ``request`` upstream with ``headers`` (already filtered) and returns the
         streamed response. Raises :class:`UpstreamError`."""
         no_body = not request.has_body
@@ -159,7 +275,7 @@ class UpstreamPool:
         self,
         link: ClientConnection,
         request: Request,
-        headers: list[tuple[str, str]],
+        headers: bytes,
         no_body: bool,
     ) -> Response:
         method = request.method
@@ -174,24 +290,23 @@ class UpstreamPool:
                 # refuse it on the head alone; a chunked one stays chunked.
                 length=None if no_body else request.head.length,
             )
-        except TimeoutError:
+        except (TimeoutError, ProtocolError, OSError) as exc:
             self._drop(link)
-            raise UpstreamError(504, "the upstream did not answer in time") from None
-        except ProtocolError as exc:
-            self._drop(link)
-            if exc.status == 502:
-                raise UpstreamError(502, f"the upstream's answer is broken: {exc}") from None
-            raise  # the client's body was malformed: the client's error
-        except OSError as exc:
-            self._drop(link)
-            if link.reused and no_body:
-                raise _StaleLink from None
-            raise UpstreamError(502, f"the upstream failed: {exc or type(exc).__name__}") from None
+            failure = _failure(exc, link, no_body)
+            if failure is exc:
+                raise
+            raise failure from None
         return self._response(link, head, method)
 
     def _response(self, link: ClientConnection, head: Incoming, method: str) -> Response:
-        dropped = _DROPPED_ANSWER | head.connection if head.connection else _DROPPED_ANSWER
-        headers = [(name, value) for name, value in head.headers if name.lower() not in dropped]
+        dropped = _DROPPED_ANSWER | _names(head.connection) if head.connection else _DROPPED_ANSWER
+        # Relayed as the bytes llhttp checked (token names, no CR, LF or NUL in values).
+        raw = head.raw or []
+        lines = []
+        for field in raw:  # a loop, not a comprehension: one call less per answer
+            if field[0].lower() not in dropped:
+                lines.append(b"%s: %s\r\n" % field)
+        fields = b"".join(lines)
         reusable = head.keep_alive
         # An answer before the whole body (a refusal): the client's connection closes after
         # it, the rest of the body unread (RFC 9112 §9.6), as the upstream's link does.
@@ -206,8 +321,8 @@ class UpstreamPool:
                 length = head.get("content-length")
                 if length is not None and length.isdigit():
                     # The length of the body a GET would get, as the upstream said.
-                    return Response(head.status, headers, _nothing(), length=int(length))
-            return Response(head.status, headers, whole, close=close)
+                    return Response(head.status, [], _nothing(), length=int(length), fields=fields)
+            return Response(head.status, [], whole, close=close, fields=fields)
 
         def finished(ok: bool) -> None:
             if ok and reusable and not link.closed:
@@ -217,17 +332,18 @@ class UpstreamPool:
 
         return Response(
             head.status,
-            headers,
+            [],
             link.body(),
             length=head.length,  # None when chunked or until the close
             finished=finished,
             close=close,
+            fields=fields,
         )
 
 
 # Not passed on from the upstream's answer: the server frames the body itself, and dates the
 # answer itself, as nginx does (passing the upstream's Date on as well made two Date fields).
-_DROPPED_ANSWER = HOP_BY_HOP | {"content-length", "date"}
+_DROPPED_ANSWER = frozenset(name.encode() for name in HOP_BY_HOP | {"content-length", "date"})
 
 
 async def _nothing() -> AsyncIterator[bytes]:
@@ -256,58 +372,73 @@ _REPLACED = frozenset(
 _KEPT = frozenset({"host"})
 
 
-def _without_cookies(value: str, names: frozenset[str]) -> str:
+def _without_cookies(value: bytes, names: frozenset[bytes]) -> bytes:
     """A Cookie header's value without the pairs named in ``names``; the other pairs
     unchanged (RFC 6265 §5.4: ``name=value`` pairs separated by ``;``)."""
-    pairs = (pair.strip() for pair in value.split(";"))
-    return "; ".join(p for p in pairs if p and p.split("=", 1)[0].strip() not in names)
+    pairs = (pair.strip() for pair in value.split(b";"))
+    return b"; ".join(p for p in pairs if p and p.split(b"=", 1)[0].strip() not in names)
 
 
 def forwarded_headers(
     request: Request,
     *,
     strip: Iterable[str],
-    add: Iterable[tuple[str, str]],
+    add: bytes | Iterable[tuple[str, str]],
     own_cookies: Iterable[str] = (),
-) -> list[tuple[str, str]]:
-    """The request's headers as the upstream receives them: hop-by-hop headers, the headers
-    named in ``strip`` (lower-case) and whatever else the client's Connection header names
-    (but never Host) removed; the cookies named in ``own_cookies`` (the gateway's own, which
-    the upstream must never see) taken out of every Cookie header; identity (``add``) and
-    X-Forwarded-* added."""
+) -> bytes:
+    """The request's header fields as the upstream receives them, encoded: hop-by-hop fields,
+    those named in ``strip`` (lower-case) and whatever else the client's Connection field
+    names (but never Host) removed; the cookies named in ``own_cookies`` (the gateway's own,
+    which the upstream must never see) taken out of every Cookie field; X-Forwarded-* and
+    the identity (``add``: pairs, or lines encoded once by :func:`encode_fields`) added.
+
+    The client's fields go on as the bytes llhttp checked (names are tokens, values have no
+    CR, LF or NUL), never decoded and encoded again."""
     banned = _banned(strip if isinstance(strip, frozenset) else frozenset(strip))
     named = request.head.connection
     if named:
-        banned = banned | (named - _KEPT)
-    headers: list[tuple[str, str]] = []
-    host = None
-    for name, value in request.head.headers:
+        banned = banned | _names(named - _KEPT)
+    raw = request.head.raw
+    if raw is None:  # a head made in the program, not received
+        raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in request.head.headers]
+    lines: list[bytes] = []
+    host = b""
+    cookies = _names(frozenset(own_cookies))
+    for name, value in raw:
         lower = name.lower()
         # Names with '_' are dropped, as nginx does: CGI-style upstreams read x_user_id as
         # x-user-id, so an underscore would smuggle an identity header past the strip.
-        if lower in banned or "_" in name:
+        if lower in banned or b"_" in name:
             continue
-        if lower == "cookie":
-            cookies = frozenset(own_cookies)
+        if lower == b"cookie":
             if cookies:
                 value = _without_cookies(value, cookies)
                 if not value:
                     continue
-        elif lower == "host" and host is None:
+        elif lower == b"host" and not host:
             host = value
-        headers.append((name, value))
+        lines.append(b"%s: %s\r\n" % (name, value))
     # The gateway is the edge: whatever X-Forwarded-* a client sends is its own claim and is
     # replaced by what the gateway saw.
-    headers.append(("X-Forwarded-For", request.connection.client_address))
-    headers.append(("X-Forwarded-Proto", "https"))
+    lines.append(_forwarded_for(request.connection.client_address))
     if host:
-        headers.append(("X-Forwarded-Host", host))
-    headers.extend(add)
-    return headers
+        lines.append(b"X-Forwarded-Host: %s\r\n" % host)
+    lines.append(add if isinstance(add, bytes) else encode_fields(list(add)))
+    return b"".join(lines)
+
+
+@lru_cache(maxsize=256)
+def _forwarded_for(address: str) -> bytes:
+    return encode_fields([("X-Forwarded-For", address), ("X-Forwarded-Proto", "https")])
+
+
+@lru_cache(maxsize=64)
+def _names(names: frozenset[str]) -> frozenset[bytes]:
+    return frozenset(name.encode("latin-1") for name in names)
 
 
 @lru_cache(maxsize=8)
-def _banned(strip: frozenset[str]) -> frozenset[str]:
+def _banned(strip: frozenset[str]) -> frozenset[bytes]:
     """The names never forwarded, for one set of stripped identity names (a gateway has
     one): computed once, not per request."""
-    return HOP_BY_HOP | _REPLACED | strip
+    return _names(HOP_BY_HOP | _REPLACED | strip)

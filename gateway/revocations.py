@@ -57,8 +57,11 @@ class RevocationFollower:
         return serial in self._revoked
 
     def is_fresh(self) -> bool:
-        staleness = self.staleness()
-        return staleness is not None and staleness <= self._max_staleness
+        # Asked on every protected request: the latest proof, without staleness()'s list.
+        heard, crl = self._last_heard, self._crl_heard
+        if heard is None or (crl is not None and crl > heard):
+            heard = crl
+        return heard is not None and self._monotonic() - heard <= self._max_staleness
 
     def staleness(self) -> float | None:
         """Seconds since the CA last proved the view current, by the stream or the CRL (for

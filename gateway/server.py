@@ -14,11 +14,21 @@ from ca_service.shared.http.server import (
     Connection,
     Handler,
     HttpServer,
+    Pending,
     Request,
     Response,
 )
 
-__all__ = ["AccessLog", "Connection", "Handler", "HttpServer", "Request", "Response", "behind"]
+__all__ = [
+    "AccessLog",
+    "Connection",
+    "Handler",
+    "HttpServer",
+    "Pending",
+    "Request",
+    "Response",
+    "behind",
+]
 
 _Owner = TypeVar("_Owner")
 _Incoming = TypeVar("_Incoming")

@@ -27,7 +27,7 @@ def test_a_head_keeps_names_as_sent_and_repeated_fields_in_order() -> None:
     head, end = events
     assert isinstance(head, Incoming) and end is END
     assert head.first == ("GET", "/a?b=1", "HTTP/1.1")
-    assert head.get("x-a") == "1" and head.tokens("connection") == {"keep-alive", "te"}
+    assert head.get("x-a") == "1" and head.connection == {"keep-alive", "te"}
     assert head.headers[1:3] == [("X-A", "1"), ("x-a", "2")]
     assert head.keep_alive and not head.has_body
 
@@ -78,6 +78,40 @@ def test_a_head_trickled_in_is_limited_in_bytes() -> None:
         for _ in range(200):
             reader.feed(b"aaaaaaaaaa")
     assert refused.value.status == 431
+
+
+@pytest.mark.parametrize("pieces", [1, 3, 40], ids=["whole", "in-3-pieces", "in-40-pieces"])
+def test_a_head_is_limited_in_bytes_and_fields_however_it_arrives(pieces: int) -> None:
+    """Fields are counted one by one only in a piece that could take the head past its
+    limit: the limits hold for a head that comes whole, in pieces, or next to another."""
+
+    def fed(head: bytes, **limits: int) -> ProtocolError | list[object]:
+        reader = RequestReader(**limits)
+        step = -(-len(head) // pieces)
+        try:
+            events: list[object] = []
+            for start in range(0, len(head), step):
+                events += reader.feed(head[start : start + step])
+            return events
+        except ProtocolError as refused:
+            return refused
+
+    fields = b"".join(b"X-%d: %d\r\n" % (n, n) for n in range(99))
+    allowed = b"GET / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"  # 100 fields
+    assert isinstance(fed(allowed), list) and len(fed(allowed)) == 2
+    too_many = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\r\n" + fields + b"\r\n"
+    refused = fed(too_many)
+    assert isinstance(refused, ProtocolError) and refused.status == 400
+    long_value = b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 2000 + b"\r\n\r\n"
+    assert isinstance(fed(long_value, max_head=4096), list)
+    refused = fed(long_value, max_head=1024)
+    assert isinstance(refused, ProtocolError) and refused.status == 431
+    long_target = b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    refused = fed(long_target, max_head=1024)
+    assert isinstance(refused, ProtocolError) and refused.status == 431
+    # After a small request in the same piece, the next one's head is limited all the same.
+    refused = fed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + long_value, max_head=1024)
+    assert isinstance(refused, ProtocolError) and refused.status == 431
 
 
 def test_whole_bodies_have_a_limit_from_the_length_or_as_chunks_arrive() -> None:

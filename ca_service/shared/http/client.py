@@ -13,24 +13,47 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Protocol, cast
 
-from ca_service.shared.http.messages import ProtocolError, chunk, encode_head
+from ca_service.shared.http.messages import ProtocolError, chunk, encode_fields
 from ca_service.shared.http.parser import END, Event, Incoming, ResponseReader
 
-__all__ = ["ClientConnection", "fetch", "open_connection"]
+__all__ = ["Answered", "ClientConnection", "Fields", "fetch", "open_connection", "request_head"]
 
 _BUFFER = 64 * 1024
-_CHUNKED = ("Transfer-Encoding", "chunked")
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+
+Fields = list[tuple[str, str]] | bytes
+"""A request's header fields: pairs, or lines already encoded (``Name: value\r\n`` each) by
+whoever checked them (:func:`~ca_service.shared.http.messages.encode_fields`, or fields that
+llhttp checked on their way in)."""
+
+
+def request_head(method: str, target: str, fields: Fields, framing: bytes = b"") -> bytes:
+    """A request's head; ``method`` and ``target`` as llhttp let them in, or the program's own."""
+    lines = fields if isinstance(fields, bytes) else encode_fields(fields)
+    return f"{method} {target} HTTP/1.1\r\n".encode("latin-1") + lines + framing + b"\r\n"
+
+
+class Answered(Protocol):
+    """Who is told, by :meth:`ClientConnection.submit`, that the answer's head arrived (or
+    why none will)."""
+
+    def answered(self, link: ClientConnection, head: Incoming | BaseException) -> None: ...
 
 
 class ClientConnection(asyncio.Protocol):
     """``idle_since`` (monotonic) is when its last exchange ended; ``waiting_since`` when the
-    current request was sent and its answer's head is awaited (0: not waiting)."""
+    current request was sent and its answer's head is awaited (0: not waiting).
+
+    An exchange either awaits its answer (:meth:`request`, a coroutine) or is told of it by a
+    callback from the protocol itself (:meth:`submit`: no task, no future, no turn of the
+    event loop between the answer's arrival and its use)."""
 
     __slots__ = (
         "_buffered",
         "_events",
+        "_listener",
         "_loop",
         "_paused",
         "_reader",
@@ -54,6 +77,7 @@ class ClientConnection(asyncio.Protocol):
         self._buffered = 0
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
+        self._listener: Answered | None = None  # of a submitted exchange, until its head
         self._writable: asyncio.Future[None] | None = None
         self.closed = False
         self.idle_since = time.monotonic()
@@ -84,9 +108,21 @@ class ClientConnection(asyncio.Protocol):
             if self._buffered > _BUFFER and not self._paused and self.transport is not None:
                 self._paused = True
                 self.transport.pause_reading()
-            self._wake()
         if reader.extra:
             self.closed = True
+        if events:
+            listener = self._listener
+            if listener is None:
+                self._wake()
+                return
+            # _tell(), written out: a submitted exchange's answer, handed over at once.
+            self._listener = None
+            self.waiting_since = 0.0
+            first = self._events.popleft()
+            if isinstance(first, Incoming | BaseException):
+                listener.answered(self, first)
+            else:
+                listener.answered(self, ProtocolError("the answer has no head", 502))
 
     def eof_received(self) -> bool | None:
         self._ended(None)
@@ -136,9 +172,26 @@ class ClientConnection(asyncio.Protocol):
             self.transport.abort()
 
     def _wake(self) -> None:
+        if self._listener is not None:
+            self._tell()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _tell(self) -> None:
+        """Hands the submitted exchange's answer head (or its failure) to its listener."""
+        listener = self._listener
+        events = self._events
+        if listener is None or not events:
+            return
+        self._listener = None
+        self.waiting_since = 0.0
+        event = events.popleft()
+        if isinstance(event, Incoming | BaseException):
+            listener.answered(self, event)
+        else:
+            listener.answered(self, ProtocolError("the answer has no head", 502))
 
     async def _next(self) -> Event:
         events = self._events
@@ -175,11 +228,27 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is None:
             raise ConnectionResetError("the connection is closed")
 
+    def submit(self, head: bytes, method: str, listener: Answered) -> None:
+        """Sends a request without a body (its :func:`request_head`); ``listener`` is told of the
+        answer's head from within the protocol's callbacks, the body then being read as
+        after :meth:`request`. Raises ``ConnectionResetError`` at once when the connection
+        is known to be closed."""
+        spare, self._spare = self._spare, None
+        self._reader = ResponseReader(method) if spare is None else spare.next(method)
+        self._events.clear()
+        self.cut_short = False
+        transport = self.transport
+        if transport is None or self.closed:
+            raise ConnectionResetError("the connection is closed")
+        transport.write(head)
+        self.waiting_since = time.monotonic()
+        self._listener = listener
+
     async def request(
         self,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        headers: Fields,
         body: AsyncIterator[bytes] | None = None,
         *,
         length: int | None = None,
@@ -196,10 +265,10 @@ class ClientConnection(asyncio.Protocol):
         self._events.clear()
         self.cut_short = False
         if body is None:
-            self.write(encode_head(f"{method} {target} HTTP/1.1", headers))
+            self.write(request_head(method, target, headers))
         else:
-            framing = ("Content-Length", str(length)) if length is not None else _CHUNKED
-            self.write(encode_head(f"{method} {target} HTTP/1.1", [*headers, framing]))
+            framing = b"Content-Length: %d\r\n" % length if length is not None else _CHUNKED
+            self.write(request_head(method, target, headers, framing))
             await self._send_watching(body, length)
         self.waiting_since = time.monotonic()
         try:

@@ -20,8 +20,10 @@ __all__ = [
     "Head",
     "ProtocolError",
     "chunk",
+    "encode_fields",
     "encode_head",
     "http_date",
+    "http_date_bytes",
     "reason",
 ]
 
@@ -61,13 +63,35 @@ class ProtocolError(Exception):
 
 class Head:
     """A request or response head: ``first`` is the start line split in three (method, target,
-    version; or version, status, reason), ``headers`` the fields in order, names as sent."""
+    version; or version, status, reason), ``headers`` the fields in order, names as sent.
 
-    __slots__ = ("first", "headers")
+    A head received off the wire keeps its fields as the bytes llhttp checked (``raw``) and
+    decodes them only when someone asks for ``headers``: a proxied request's fields go on as
+    bytes, never decoded."""
 
-    def __init__(self, first: tuple[str, str, str], headers: list[tuple[str, str]]) -> None:
+    __slots__ = ("_headers", "first", "raw")
+
+    def __init__(
+        self,
+        first: tuple[str, str, str],
+        headers: list[tuple[str, str]] | None = None,
+        *,
+        raw: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         self.first = first
-        self.headers = headers
+        self._headers = headers
+        # As received (Latin-1 bytes); None for a head made from ``headers``.
+        self.raw = raw
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        headers = self._headers
+        if headers is None:
+            raw = self.raw or []
+            headers = self._headers = [
+                (name.decode("latin-1"), value.decode("latin-1")) for name, value in raw
+            ]
+        return headers
 
     def __repr__(self) -> str:
         return f"Head({self.first!r}, {self.headers!r})"
@@ -79,16 +103,6 @@ class Head:
             if key.lower() == name:
                 return value
         return None
-
-    def tokens(self, name: str) -> set[str]:
-        """Comma-separated tokens of every field ``name``, lower-cased."""
-        name = name.lower()
-        found: set[str] = set()
-        for key, value in self.headers:
-            if key.lower() == name:
-                found.update(token.strip().lower() for token in value.split(","))
-        found.discard("")
-        return found
 
 
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
@@ -119,6 +133,14 @@ def encode_head(first: str, headers: Sequence[tuple[str, str]]) -> bytes:
     return data
 
 
+def encode_fields(headers: Sequence[tuple[str, str]]) -> bytes:
+    """Header fields as the lines of a head (``Name: value\r\n`` each), checked as
+    :func:`encode_head` checks them: for fields encoded once and sent many times."""
+    if not headers:
+        return b""
+    return encode_head("-", headers)[3:-2]
+
+
 def chunk(piece: bytes) -> bytes:
     """``piece`` as one chunk of a chunked body (nothing for an empty piece, which would end
     the body)."""
@@ -128,6 +150,7 @@ def chunk(piece: bytes) -> bytes:
 class _Date:
     second = -1
     text = ""
+    raw = b""
 
 
 def http_date() -> str:
@@ -135,4 +158,12 @@ def http_date() -> str:
     second = int(time.time())
     if second != _Date.second:
         _Date.text, _Date.second = formatdate(second, usegmt=True), second
+        _Date.raw = _Date.text.encode("ascii")
     return _Date.text
+
+
+def http_date_bytes() -> bytes:
+    """:func:`http_date` encoded."""
+    if int(time.time()) != _Date.second:
+        http_date()
+    return _Date.raw

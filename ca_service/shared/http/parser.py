@@ -68,8 +68,17 @@ class Incoming(Head):
         "until_close",
     )
 
-    def __init__(self, first: tuple[str, str, str], headers: list[tuple[str, str]]) -> None:
-        super().__init__(first, headers)
+    def __init__(
+        self,
+        first: tuple[str, str, str],
+        headers: list[tuple[str, str]] | None = None,
+        *,
+        raw: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        # Head's fields set here, not by its __init__: one call less per message.
+        self.first = first
+        self._headers = headers
+        self.raw = raw
         self.keep_alive = True
         # The Connection field's tokens, lower-case (hop-by-hop names among them).
         self.connection: frozenset[str] = frozenset()
@@ -78,14 +87,15 @@ class Incoming(Head):
         self.until_close = False
         self.continue_expected = False  # a request that awaits 100 Continue
         self.status = 0
-        # Lower-case name → the first value, as parsed (None: look through ``headers``).
-        self.fields: dict[str, str] | None = None
+        # Lower-case name → the first value, as received (None: look through ``headers``).
+        self.fields: dict[bytes, bytes] | None = None
 
     def get(self, name: str) -> str | None:
         fields = self.fields
         if fields is None:
             return super().get(name)
-        return fields.get(name.lower())
+        value = fields.get(name.lower().encode("latin-1"))
+        return None if value is None else value.decode("latin-1")
 
     @property
     def has_body(self) -> bool:
@@ -95,37 +105,25 @@ class Incoming(Head):
 Event = Incoming | bytes | _End
 
 
-def _framing(message: Incoming, fields: dict[str, str]) -> None:
-    """Content-Length or chunked, from fields llhttp has already checked."""
-    coding = fields.get("transfer-encoding")
-    if coding is not None:
-        if [token.strip().lower() for token in coding.split(",")] != ["chunked"]:
-            raise ProtocolError("only the chunked transfer coding is supported", 501)
-        message.length, message.chunked = None, True
-        return
-    length = fields.get("content-length")
-    if length is not None:
-        message.length = int(length)
-
-
 _NO_TOKENS: frozenset[str] = frozenset()
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 _COMMON_TOKENS = {
-    "close": frozenset({"close"}),
-    "keep-alive": frozenset({"keep-alive"}),
-    "Keep-Alive": frozenset({"keep-alive"}),
+    b"close": frozenset({"close"}),
+    b"keep-alive": frozenset({"keep-alive"}),
+    b"Keep-Alive": frozenset({"keep-alive"}),
 }
 
 
-def _connection_tokens(fields: dict[str, str]) -> frozenset[str]:
-    value = fields.get("connection")
+def _connection_tokens(fields: dict[bytes, bytes]) -> frozenset[str]:
+    value = fields.get(b"connection")
     if not value:
         return _NO_TOKENS
     common = _COMMON_TOKENS.get(value)
     if common is not None:
         return common
-    return frozenset(token.strip().lower() for token in value.split(",")) - {""}
+    tokens = value.decode("latin-1").split(",")
+    return frozenset(token.strip().lower() for token in tokens) - {""}
 
 
 class _Reader:
@@ -134,30 +132,35 @@ class _Reader:
         "_fields",
         "_first",
         "_head_bytes",
-        "_headers",
         "_in_head",
         "_in_message",
         "_max_fields",
         "_max_head",
         "_parser",
+        "_raw",
         "_span",
+        "_tight",
         "_trailers",
     )
 
     _parser: httptools.HttpRequestParser | httptools.HttpResponseParser
+    # The status for a message llhttp refuses: a request is the client's fault (400), an
+    # answer the upstream's (502: the gateway says so to its client, not "bad request").
+    _malformed = 400
 
     def __init__(self, max_head: int, max_fields: int) -> None:
         self._max_head = max_head
         self._max_fields = max_fields
         self._events: list[Event] = []
-        self._headers: list[tuple[str, str]] = []
+        self._raw: list[tuple[bytes, bytes]] = []
         # Lower-case name → its first value (Connection: all its values, joined).
-        self._fields: dict[str, str] = {}
+        self._fields: dict[bytes, bytes] = {}
         self._span = b""  # the URL or status reason, which may come in pieces
         self._head_bytes = 0
         self._in_head = False
         self._in_message = False
         self._trailers = False
+        self._tight = False
         self._first: tuple[str, str, str] = ("", "", "")
 
     # httptools callbacks --------------------------------------------------------------------
@@ -166,29 +169,28 @@ class _Reader:
         self._in_head = self._in_message = True
         self._trailers = False
         self._head_bytes = 0
-        self._headers = []
+        self._raw = []
         self._fields = {}
         self._span = b""
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._trailers:
             return  # trailer fields are read and dropped
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self._max_head:
-            raise ProtocolError("message head too large", 431)
-        if len(self._headers) >= self._max_fields:
-            raise ProtocolError(f"more than {self._max_fields} header fields")
-        text = name.decode("latin-1")
-        value_text = value.decode("latin-1")
-        self._headers.append((text, value_text))
-        lower = text.lower()
+        if self._tight:  # this piece could take the head past its limit: counted field by field
+            self._head_bytes += len(name) + len(value) + 4
+            if self._head_bytes > self._max_head:
+                raise ProtocolError("message head too large", 431)
+            if len(self._raw) >= self._max_fields:
+                raise ProtocolError(f"more than {self._max_fields} header fields")
+        self._raw.append((name, value))
+        lower = name.lower()
         fields = self._fields
         if lower not in fields:
-            fields[lower] = value_text
-        elif lower == "host":
+            fields[lower] = value
+        elif lower == b"host":
             raise ProtocolError("more than one Host field")
-        elif lower == "connection":
-            fields[lower] += ", " + value_text
+        elif lower == b"connection":
+            fields[lower] += b", " + value
 
     def on_body(self, body: bytes) -> None:
         self._events.append(body)
@@ -200,6 +202,10 @@ class _Reader:
     # feeding ------------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> list[Event]:
+        size = len(data)
+        # Most pieces cannot take a head past its limit, whatever they hold: their fields are
+        # then not counted one by one (the number of fields is checked once, at the end).
+        self._tight = self._head_bytes + size > self._max_head
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -214,9 +220,9 @@ class _Reader:
             self._upgraded()
         except httptools.HttpParserError as exc:
             self._in_message = True
-            raise ProtocolError(str(exc) or "malformed message") from None
+            raise ProtocolError(str(exc) or "malformed message", self._malformed) from None
         if self._in_head:
-            self._head_bytes += len(data)
+            self._head_bytes += size
             if self._head_bytes > self._max_head:
                 self._in_message = True
                 raise ProtocolError("message head too large", 431)
@@ -231,18 +237,28 @@ class _Reader:
         a cycle that only the garbage collector would free otherwise (once per connection,
         that made collections frequent and long under a load of short connections)."""
         self._events = []
-        self._headers = []
+        self._raw = []
         self._fields = {}
         self._parser = _CLOSED_REQUESTS
 
-    def _complete_head(self) -> tuple[Incoming, dict[str, str]]:
+    def _complete_head(self) -> tuple[Incoming, dict[bytes, bytes]]:
         self._in_head = False
         self._trailers = True
+        if len(self._raw) > self._max_fields:
+            raise ProtocolError(f"more than {self._max_fields} header fields")
         fields = self._fields
-        message = Incoming(self._first, self._headers)
+        message = Incoming(self._first, raw=self._raw)
         message.fields = fields
-        if "transfer-encoding" in fields or "content-length" in fields:
-            _framing(message, fields)
+        # Content-Length or chunked, from fields llhttp has already checked.
+        coding = fields.get(b"transfer-encoding")
+        if coding is not None:
+            if [token.strip().lower() for token in coding.split(b",")] != [b"chunked"]:
+                raise ProtocolError("only the chunked transfer coding is supported", 501)
+            message.length, message.chunked = None, True
+        else:
+            length = fields.get(b"content-length")
+            if length is not None:
+                message.length = int(length)
         return message, fields
 
 
@@ -302,9 +318,10 @@ class RequestReader(_Reader):
 
     def on_url(self, url: bytes) -> None:
         self._span += url
-        self._head_bytes += len(url)
-        if self._head_bytes > self._max_head:
-            raise ProtocolError("request target too long", 431)
+        if self._tight:
+            self._head_bytes += len(url)
+            if self._head_bytes > self._max_head:
+                raise ProtocolError("request target too long", 431)
 
     def on_body(self, body: bytes) -> None:
         if self._max_body is not None:
@@ -325,16 +342,18 @@ class RequestReader(_Reader):
             _VERSIONS.get(version) or "HTTP/" + version,
         )
         message, fields = self._complete_head()
-        if version == "1.1" and "host" not in fields:
+        if version == "1.1" and b"host" not in fields:
             raise ProtocolError("an HTTP/1.1 request needs a Host field")
-        tokens = message.connection = _connection_tokens(fields)
+        tokens = message.connection = (
+            _connection_tokens(fields) if b"connection" in fields else _NO_TOKENS
+        )
         message.keep_alive = "close" not in tokens if version == "1.1" else "keep-alive" in tokens
         if message.length and self._max_body is not None and message.length > self._max_body:
             raise ProtocolError(f"bodies are limited to {self._max_body} bytes", 413)
         self._received = 0
-        expect = fields.get("expect")
+        expect = fields.get(b"expect")
         if expect is not None:
-            if expect.lower() != "100-continue":
+            if expect.lower() != b"100-continue":
                 raise ProtocolError("only 100-continue is supported", 417)
             message.continue_expected = version == "1.1" and message.has_body
         self._events.append(message)
@@ -349,6 +368,8 @@ class ResponseReader(_Reader):
     response without length ends when the connection does (:meth:`feed_eof`)."""
 
     __slots__ = ("_bodiless", "_head", "_informational", "_responses", "done", "extra")
+
+    _malformed = 502
 
     def __init__(
         self, method: str, *, max_head: int = MAX_HEAD_BYTES, max_fields: int = MAX_FIELDS
@@ -398,7 +419,8 @@ class ResponseReader(_Reader):
 
     def on_status(self, status: bytes) -> None:
         self._span += status
-        self._head_bytes += len(status)
+        if self._tight:
+            self._head_bytes += len(status)
 
     def on_headers_complete(self) -> None:
         parser = self._responses
@@ -417,9 +439,11 @@ class ResponseReader(_Reader):
         bodiless = self._bodiless or status in (204, 304)
         if bodiless:
             message.length, message.chunked = 0, False
-        elif not message.chunked and "content-length" not in fields:
+        elif not message.chunked and b"content-length" not in fields:
             message.length, message.until_close = None, True
-        tokens = message.connection = _connection_tokens(fields)
+        tokens = message.connection = (
+            _connection_tokens(fields) if b"connection" in fields else _NO_TOKENS
+        )
         message.keep_alive = version == "1.1" and "close" not in tokens and not message.until_close
         self._head = message
         self._events.append(message)

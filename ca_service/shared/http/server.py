@@ -5,7 +5,9 @@ sans-IO reader, optionally with TLS inside (:mod:`ca_service.shared.http.tls`).
   the connection that has waited longest, a refusal written at once when all are busy) and
   has one deadline for its request head, counted from the accept (the TLS handshake
   included) or from the end of the previous response.
-* **Requests** go to one handler, which returns a :class:`Response` or an awaitable of one.
+* **Requests** go to one handler, which returns a :class:`Response`, an awaitable of one
+  (run as a task) or a :class:`Pending` that some other protocol resolves later (the
+  gateway's proxied request, answered from the upstream connection's callback: no task).
   Bodies are streamed to whoever reads them (:meth:`Request.body`), or, with ``max_body``,
   read whole before the handler is called (:attr:`Request.content`; the head deadline then
   covers the body too). Pipelined requests are answered in order.
@@ -39,6 +41,7 @@ from ca_service.shared.http.messages import (
     chunk,
     encode_head,
     http_date,
+    http_date_bytes,
     reason,
 )
 from ca_service.shared.http.parser import END, MAX_HEAD_BYTES, Incoming, RequestReader
@@ -52,6 +55,7 @@ __all__ = [
     "ErrorPage",
     "Handler",
     "HttpServer",
+    "Pending",
     "Request",
     "Response",
 ]
@@ -74,6 +78,12 @@ _NO_EVENTS: deque[object] = deque(maxlen=0)  # shared, always empty: most connec
 _SPARE_READERS = 64
 _REUSED_HEADS = 1024  # encoded heads kept for Response.reuse (a few hundred KB at most)
 _STATUS_LINES = {status: f"HTTP/1.1 {status} {reason(status)}" for status in range(100, 600)}
+# Status line and the start of the Date field, for statuses whose answers carry a body.
+_FIELDS_ONLY_HEADS = {
+    status: f"{line}\r\nDate: ".encode("latin-1")
+    for status, line in _STATUS_LINES.items()
+    if status >= 200 and status not in (204, 304)
+}
 
 # Why reading is paused (bits).
 _BODY_FULL = 1
@@ -182,13 +192,15 @@ class Request:
     __slots__ = (
         "_body",
         "_consumed",
-        "_log_fields",
         "connection",
         "content",
         "has_body",
         "head",
+        "log_fields",
+        "method",
         "path",
         "query",
+        "target",
     )
 
     def __init__(
@@ -197,31 +209,19 @@ class Request:
         connection: Connection,
         body: _Body | None = None,
         content: bytes = b"",
+        has_body: bool | None = None,
     ) -> None:
         self.head = head
         self.connection = connection
-        self.has_body = head.has_body
-        self.path, _, self.query = head.first[1].partition("?")
+        self.has_body = head.has_body if has_body is None else has_body
+        self.method, self.target, _ = head.first
+        self.path, _, self.query = self.target.partition("?")
         self._body = body
         self._consumed = False
         # The whole body, when the server reads bodies whole (``max_body``).
         self.content = content
-        self._log_fields: dict[str, Any] | None = None
-
-    @property
-    def log_fields(self) -> dict[str, Any]:
-        """Extra fields for the access log (user ID, serial), set by the handler."""
-        if self._log_fields is None:
-            self._log_fields = {}
-        return self._log_fields
-
-    @property
-    def method(self) -> str:
-        return self.head.first[0]
-
-    @property
-    def target(self) -> str:
-        return self.head.first[1]
+        # Extra fields for the access log (user ID, serial), set by the handler.
+        self.log_fields: dict[str, Any] = {}
 
     @property
     def consumed(self) -> bool:
@@ -301,9 +301,30 @@ class Response:
     # The connection closes after this answer (``Connection: close``): for an answer given
     # before the request's body was read, whose rest is not worth reading (RFC 9112 §9.6).
     close: bool = False
+    # Header fields already encoded and checked (``Name: value\r\n`` each), sent after
+    # ``headers``: a proxied answer's fields, relayed as llhttp let them in.
+    fields: bytes = b""
 
 
-Handler = Callable[[Request], "Response | Awaitable[Response]"]
+class Pending:
+    """An answer that arrives later through a callback rather than a task: the handler returns
+    it, and whoever has the answer calls :meth:`resolve` once, with the response or with an
+    awaitable of one (which then runs as a task, as if the handler had returned it)."""
+
+    __slots__ = ("_connection", "_request")
+
+    def __init__(self) -> None:
+        self._connection: _ServerConnection | None = None
+        self._request: Request | None = None
+
+    def resolve(self, answer: Response | Awaitable[Response]) -> None:
+        connection, request = self._connection, self._request
+        self._connection = self._request = None
+        if connection is not None and request is not None:
+            connection._deliver(request, answer)
+
+
+Handler = Callable[[Request], "Response | Awaitable[Response] | Pending"]
 AccessLog = Callable[[Request, int, int, float], None]
 ErrorPage = Callable[[int, str], Response]
 
@@ -601,10 +622,11 @@ class _ServerConnection(asyncio.Protocol):
         assert self._slot is not None and self._connection is not None
         if head.continue_expected:
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if self._server.max_body is None or not head.has_body:
+        has_body = head.has_body
+        if self._server.max_body is None or not has_body:
             self._guard.busy(self._slot)
-            self._body = _Body(self) if head.has_body else None
-            request = Request(head, self._connection, self._body)
+            self._body = _Body(self) if has_body else None
+            request = Request(head, self._connection, self._body, has_body=has_body)
             self._request = request
             if self._body is None and not ended:
                 self._expect_end()
@@ -651,9 +673,23 @@ class _ServerConnection(asyncio.Protocol):
             result = self._server.handler(request)
         except Exception as exc:
             result = self._handler_failed(exc)
+        if isinstance(result, Pending):
+            result._connection, result._request = self, request
+        else:
+            self._deliver(request, result)
+
+    def _deliver(self, request: Request, result: Response | Awaitable[Response]) -> None:
         if isinstance(result, Response) and isinstance(result.body, bytes):
-            self._send_whole(result, request, self._keep_alive(request))
-            self._finish(request, result.status, len(result.body), True)
+            try:
+                keep_alive = (
+                    request.head.keep_alive and not self._reader.closing and not self._close_after
+                )
+                self._send_whole(result, request, keep_alive)
+                self._finish(request, result.status, len(result.body), True)
+            except Exception:
+                # Called from another protocol's callback (Pending): nothing may escape.
+                log.exception("answering a request failed")
+                self._abort()
         else:
             self._task = self._server.loop.create_task(self._answer(request, result))
 
@@ -714,29 +750,52 @@ class _ServerConnection(asyncio.Protocol):
             keep_alive = False  # an HTTP/1.0 client reads the body until the close
         if not keep_alive:
             headers.append(("Connection", "close"))
-        if not keep_alive:
             self._closing_after()
         first = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} {reason(status)}"
-        return encode_head(first, headers), chunked
+        head = encode_head(first, headers)
+        if response.fields:
+            head = head[:-2] + response.fields + b"\r\n"
+        return head, chunked
 
     def _send_whole(self, response: Response, request: Request | None, keep_alive: bool) -> None:
         body = response.body
         assert isinstance(body, bytes)
-        try:
-            if response.reuse is None:
-                head, _ = self._head(response, request, keep_alive, len(body))
-            else:
-                head = self._reused_head(response, request, keep_alive, len(body))
-        except ProtocolError as exc:
-            log.error("cannot send the response: %s", exc)
-            response = Response(502, [("Content-Type", "text/plain")], b"bad response\n")
-            body = b"bad response\n"
-            head, _ = self._head(response, request, False, len(body))
+        status = response.status
+        if (
+            keep_alive
+            and response.fields
+            and not response.headers
+            and not response.close
+            and status in _FIELDS_ONLY_HEADS
+        ):
+            # The common proxied answer: its fields encoded and checked already, _head()'s
+            # work reduced to one format.
+            head = b"%s%s\r\n%sContent-Length: %d\r\n\r\n" % (
+                _FIELDS_ONLY_HEADS[status],
+                http_date_bytes(),
+                response.fields,
+                len(body),
+            )
+        else:
+            try:
+                if response.reuse is None:
+                    head, _ = self._head(response, request, keep_alive, len(body))
+                else:
+                    head = self._reused_head(response, request, keep_alive, len(body))
+            except ProtocolError as exc:
+                log.error("cannot send the response: %s", exc)
+                response = Response(502, [("Content-Type", "text/plain")], b"bad response\n")
+                body = b"bad response\n"
+                head, _ = self._head(response, request, False, len(body))
         no_body = (request is not None and request.method == "HEAD") or response.status in (
             204,
             304,
         )
-        self._write(head if no_body else head + body)
+        if self._transport is not None:
+            if self._tls is not None:
+                self._tls.send(head if no_body else head + body)
+            else:
+                self._transport.write(head if no_body else head + body)
         if response.finished is not None:
             response.finished(True)
 
@@ -824,7 +883,8 @@ class _ServerConnection(asyncio.Protocol):
                 # The handler did not read the whole body: read it away (up to a limit).
                 self._discarding = max(0, DRAIN_LIMIT - body.size)
             body.pieces.clear()
-        self._resume(_BODY_FULL)
+        if self._paused & _BODY_FULL:
+            self._resume(_BODY_FULL)
         assert self._slot is not None
         self._guard.waiting(self._slot)
         if self._pending:

@@ -40,6 +40,8 @@ class ConnectionGuard:
         stopped falling for ``settle`` seconds. Its argument says whether a full garbage
         collection is cheap enough: no more than ``flood`` connections are left."""
         self.admission = admission
+        # A request head is complete: no deadline, never evicted, until ``waiting``.
+        self.busy: Callable[[Slot], None] = admission.busy
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -73,11 +75,9 @@ class ConnectionGuard:
                 self._arm(slot.since + admission.head_timeout)
         return slot
 
-    def busy(self, slot: Slot) -> None:
-        self.admission.busy(slot)
-
     def waiting(self, slot: Slot) -> None:
-        self.admission.waiting_again(slot, self._now())
+        loop = self._loop  # set by admit(), which every slot came from
+        self.admission.waiting_again(slot, loop.time() if loop is not None else self._now())
         if self._timer is None and not slot.released:
             self._arm(slot.since + self.admission.head_timeout)
 
