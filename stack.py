@@ -408,8 +408,11 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def up() -> int:
-    # SIGTERM (a service manager, `timeout`) stops everything as cleanly as Ctrl-C does.
+    # SIGTERM (a service manager, `timeout`) stops everything as cleanly as Ctrl-C does; and
+    # SIGINT does even where it was ignored when the process started (a shell starts
+    # background jobs so, and Python then leaves it ignored): `kill -INT` still stops it.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ensure_venv("demo")
     env = _demo_env()
     data_dir = Path(env["CA_DATA_DIR"])
