@@ -92,24 +92,42 @@ _PIPELINE_FULL = 4
 
 
 class Connection:
-    """What a handler may know about the connection: the client's address (asked of the
-    socket only when someone wants it) and the TLS facts."""
+    """What a handler may know about the connection: the client's address and the TLS facts
+    (plain attributes: a proxied request reads them on every request)."""
 
-    __slots__ = ("_address", "_transport", "certificate_der", "resumed", "tls_version")
+    __slots__ = ("certificate_der", "client_address", "resumed", "tls_version")
 
     def __init__(
         self,
-        client_address: str | None,
+        client_address: str,
         certificate_der: bytes | None,
         tls_version: str | None,
         resumed: bool,
-        transport: asyncio.BaseTransport | None = None,
     ) -> None:
-        self._address = client_address
-        self._transport = transport
+        self.client_address = client_address
         self.certificate_der = certificate_der
         self.tls_version = tls_version
         self.resumed = resumed
+
+    def forget_transport(self) -> None:
+        """The connection is over (see :class:`_PlainConnection`)."""
+
+    def __repr__(self) -> str:
+        return f"Connection({self.client_address!r}, tls={self.tls_version!r})"
+
+
+class _PlainConnection(Connection):
+    """A plain connection: its address is asked of the socket only when someone wants it
+    (the CA's OCSP and CRL answers never do)."""
+
+    __slots__ = ("_address", "_transport")
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self._address: str | None = None
+        self._transport: asyncio.BaseTransport | None = transport
+        self.certificate_der = None
+        self.tls_version = None
+        self.resumed = False
 
     @property
     def client_address(self) -> str:
@@ -119,13 +137,14 @@ class Connection:
             self._transport = None
         return self._address
 
-    def forget_transport(self) -> None:
-        """The connection is over: the transport refers to the protocol, which refers to
-        this (a cycle). An address never asked for stays unknown."""
-        self._transport = None
+    @client_address.setter
+    def client_address(self, address: str) -> None:
+        self._address = address
 
-    def __repr__(self) -> str:
-        return f"Connection({self.client_address!r}, tls={self.tls_version!r})"
+    def forget_transport(self) -> None:
+        """The transport refers to the protocol, which refers to this (a cycle). An address
+        never asked for stays unknown."""
+        self._transport = None
 
 
 class _Body:
@@ -464,7 +483,7 @@ class _ServerConnection(asyncio.Protocol):
         elif context is not None:
             self._tls = context(plain)
         else:
-            self._connection = Connection(None, None, None, False, plain)
+            self._connection = _PlainConnection(plain)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
