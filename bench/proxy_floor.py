@@ -345,38 +345,32 @@ def lean_proxy(
 
 
 def start_floor(stack: GatewayStack, workers: int) -> tuple[bench.Target, Process]:
-    port = free_port()
-    process = Process(
-        [
-            sys.executable,
-            __file__,
-            "relay",
-            *(str(port), str(stack.upstream.port)),
-            *(str(stack.tls_dir / "cert.pem"), str(stack.tls_dir / "key.pem"), str(workers)),
-        ],
-        dict(os.environ),
-        stack.tmp / "floor.log",
-    ).start()
-    assert process.process is not None
-    return bench.Target("floor", port, True, process.process.pid), process
+    return _start(stack, "floor", "relay", workers)
 
 
 def start_lean(stack: GatewayStack, workers: int) -> tuple[bench.Target, Process]:
+    return _start(stack, "lean", "lean", workers, str(stack.tls_dir / "client-trust.pem"))
+
+
+def _start(
+    stack: GatewayStack, name: str, mode: str, workers: int, *extra: str
+) -> tuple[bench.Target, Process]:
+    """This module run as ``mode`` on a free port, in front of the stack's upstream."""
     port = free_port()
     process = Process(
         [
             sys.executable,
             __file__,
-            "lean",
+            mode,
             *(str(port), str(stack.upstream.port)),
             *(str(stack.tls_dir / "cert.pem"), str(stack.tls_dir / "key.pem"), str(workers)),
-            str(stack.tls_dir / "client-trust.pem"),
+            *extra,
         ],
         dict(os.environ),
-        stack.tmp / "lean.log",
+        stack.tmp / f"{name}.log",
     ).start()
     assert process.process is not None
-    return bench.Target("lean", port, True, process.process.pid), process
+    return bench.Target(name, port, True, process.process.pid), process
 
 
 def main() -> int:
