@@ -176,9 +176,9 @@ class Gateway:
         self.metrics = metrics.GatewayMetrics()
         # proxy.Forwarder's: the head of an upstream's answer arrived after so many seconds.
         self.upstream_answered: Callable[[float], None] = self.metrics.upstream_seconds
-        # (identity, role, organisation) -> (identity with its record, its upstream fields
-        # encoded and checked once, serial in hex).
-        # Keyed by the certificate's fingerprint (an Identity hashes in Python).
+        # (certificate fingerprint, role, organisation) -> (identity with its record, its
+        # upstream fields encoded and checked once, serial in hex). The fingerprint stands
+        # for the identity, which would hash in Python.
         self._resolved: dict[tuple[str, str, str], tuple[Identity, bytes, str]] = {}
         self._log_second = -1
         self._log_prefix = ""

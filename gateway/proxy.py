@@ -399,7 +399,8 @@ def forwarded_headers(
     if named:
         banned = banned | _names(named - _KEPT)
     raw = request.head.raw
-    if raw is None:  # a head made in the program, not received
+    if raw is None:  # a head made in the program, not received: checked as one written
+        encode_fields(request.head.headers)
         raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in request.head.headers]
     lines: list[bytes] = []
     host = b""
