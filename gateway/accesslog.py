@@ -10,6 +10,10 @@ from typing import TextIO
 __all__ = ["BatchedLines", "access_line"]
 
 
+def _text(value: str | None) -> str:
+    return "null" if value is None else encode_basestring(value)
+
+
 def access_line(
     ts: str,
     client: str,
@@ -27,15 +31,12 @@ def access_line(
     ``ensure_ascii=False``: built by one format with the standard library's C string
     escaper, at a third of ``json.dumps``'s cost for a dict (its encoder object is made
     anew for every call), which was a tenth of the gateway's CPU per proxied request."""
-    # null or the escaped text, written out for each field: this runs for every request.
     return (
         f'{{"ts": {encode_basestring(ts)}, "client": {encode_basestring(client)}, '
         f'"method": {encode_basestring(method)}, "path": {encode_basestring(path)}, '
-        f'"status": {status:d}, "bytes": {sent:d}, "ms": {ms!r}, '
-        f'"tls": {"null" if tls is None else encode_basestring(tls)}, '
-        f'"resumed": {"true" if resumed else "false"}, '
-        f'"user_id": {"null" if user_id is None else encode_basestring(user_id)}, '
-        f'"serial": {"null" if serial is None else encode_basestring(serial)}}}'
+        f'"status": {status:d}, "bytes": {sent:d}, "ms": {ms!r}, "tls": {_text(tls)}, '
+        f'"resumed": {"true" if resumed else "false"}, "user_id": {_text(user_id)}, '
+        f'"serial": {_text(serial)}}}'
     )
 
 

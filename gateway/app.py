@@ -263,58 +263,67 @@ class Gateway:
         return self._pages.error(status, messages.MALFORMED_REQUEST, message, back_url=None)
 
     def handle(self, request: Request) -> Response | Awaitable[Response] | Pending:
-        """Every request: a proxied request without a body that needs nothing waited for (no
-        login session to load, the user's record cached) is verified and sent upstream from
-        this call, its answer given from the upstream connection's callback (no task); the
-        rest goes through :meth:`_handle`."""
+        """Every request, dispatched once: the gateway's own endpoints, the screens, or a
+        route's upstream. A proxied request without a body that needs nothing waited for is
+        answered by :meth:`_at_once`; the rest runs as a coroutine."""
         path = request.path
-        if request.has_body or path.startswith("/-/") or self.screens.serves(path):
-            return self._handle(request)
+        if path.startswith("/-/"):
+            return self._own(request)
+        if self.screens.serves(path):
+            return self._unless_unavailable(self.screens.handle(request))
         route = self._routes.match(path)
+        if not request.has_body:
+            at_once = self._at_once(request, route)
+            if at_once is not None:
+                return at_once
+        return self._unless_unavailable(self._proxied(request, route))
+
+    def _at_once(
+        self, request: Request, route: Route
+    ) -> Response | Awaitable[Response] | Pending | None:
+        """A proxied request verified and sent upstream from this call when nothing has to
+        be awaited for it (no login session to load, the user's record cached), its answer
+        given from the upstream connection's callback (no task); None otherwise."""
         identity: bytes
         if route.mode is Mode.USER:
             if self._require_login or request.connection.certificate_der is None:
-                return self._handle(request)
+                return None
             try:
                 certified, now = self._certified(request)
                 user = self._ca.cached_user(certified.user_id)
                 if user is NOT_CACHED:
-                    return self._handle(request)
+                    return None
                 identity = self._accepted(request, certified, user, now)[1]
             except Refused as refused:
                 return self._refusal_page(refused)
         elif route.mode is Mode.PUBLIC:
             identity = b""
         else:
-            return self._handle(request)
+            return None
         pool = self._pools[route.prefix]
         headers = forwarded_headers(
             request, strip=self._strip, add=identity, own_cookies=_OWN_COOKIES
         )
         return pool.forward_at_once(request, headers, self) or self._sent(request, pool, headers)
 
-    async def _handle(self, request: Request) -> Response:
-        """Every request that has to wait for something. The one place where a peer that
-        cannot answer (Redis for the sessions and any other use, the CA) becomes a 503
-        page, never a 500."""
+    async def _unless_unavailable(self, answer: Awaitable[Response]) -> Response:
+        """``answer``, awaited. The one place where a peer that cannot answer (Redis for the
+        sessions and any other use, the CA) becomes a 503 page, never a 500."""
         try:
-            path = request.path
-            if path.startswith("/-/"):
-                return self._own(request)
-            if self.screens.serves(path):
-                return await self.screens.handle(request)
-            route = self._routes.match(path)
-            pool = self._pools[route.prefix]
-            if route.mode is Mode.USER:
-                return await self._protected(request, pool)
-            if route.mode is Mode.CARD:
-                return await self._card(request, pool)
-            return await self._forward(request, pool, b"")
+            return await answer
         except REDIS_DOWN as exc:  # a use of the client that does not go through RedisPeer
             self._redis.availability.failed(exc)
             return self._unavailable()
         except (RedisUnavailable, CaUnavailable):
             return self._unavailable()
+
+    async def _proxied(self, request: Request, route: Route) -> Response:
+        pool = self._pools[route.prefix]
+        if route.mode is Mode.USER:
+            return await self._protected(request, pool)
+        if route.mode is Mode.CARD:
+            return await self._card(request, pool)
+        return await self._forward(request, pool, b"")
 
     def _unavailable(self) -> Response:
         heading, text = messages.UNAVAILABLE

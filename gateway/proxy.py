@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from ca_service.shared.http.client import ClientConnection, open_connection
+from ca_service.shared.http.client import ClientConnection, open_connection, request_head
 from ca_service.shared.http.messages import HOP_BY_HOP, ProtocolError, encode_fields
 from ca_service.shared.http.parser import Incoming
 from gateway.errors import UpstreamError
@@ -107,7 +107,7 @@ class _Exchange(Pending):
         request: Request,
         headers: bytes,
     ) -> None:
-        self._connection = self._request = None  # Pending's, set without a call
+        super().__init__()
         self._pool = pool
         self._forwarder = forwarder
         self._to_send = request
@@ -171,27 +171,14 @@ class UpstreamPool:
         while self._idle:
             link = self._idle.pop()
             self._busy.add(link)
-            transport = link.transport  # link.usable, without a call per request
-            if (
-                now - link.idle_since < self.upstream.idle_seconds
-                and not link.closed
-                and transport is not None
-                and not transport.is_closing()
-            ):
+            if now - link.idle_since < self.upstream.idle_seconds and link.usable:
                 link.reused = True
                 return link
             self._drop(link)
         return None
 
     def _give_back(self, link: ClientConnection) -> None:
-        transport = link.transport  # link.usable, without a call per request
-        if (
-            len(self._idle) < self.upstream.pool_size
-            and not link.closed
-            and transport is not None
-            and not transport.is_closing()
-            and link in self._busy
-        ):
+        if len(self._idle) < self.upstream.pool_size and link.usable and link in self._busy:
             self._busy.discard(link)
             link.reused = False
             self._idle.append(link)
@@ -237,19 +224,13 @@ class UpstreamPool:
             return None
         exchange = _Exchange(self, forwarder, request, headers)
         try:
-            method = request.method
-            # request_head(), written out: the method and target as llhttp let them in.
             link.submit(
-                b"%s %s HTTP/1.1\r\n%s\r\n"
-                % (method.encode("latin-1"), request.target.encode("latin-1"), headers),
-                method,
-                exchange,
+                request_head(request.method, request.target, headers), request.method, exchange
             )
         except ConnectionResetError:
             self._drop(link)
             return None
-        if self._sweeping is None:
-            self._sweep_soon()
+        self._sweep_soon()
         return exchange
 
     async def forward(self, request: Request, headers: bytes) -> Response:
@@ -302,11 +283,7 @@ class UpstreamPool:
         dropped = _DROPPED_ANSWER | _names(head.connection) if head.connection else _DROPPED_ANSWER
         # Relayed as the bytes llhttp checked (token names, no CR, LF or NUL in values).
         raw = head.raw or []
-        lines = []
-        for field in raw:  # a loop, not a comprehension: one call less per answer
-            if field[0].lower() not in dropped:
-                lines.append(b"%s: %s\r\n" % field)
-        fields = b"".join(lines)
+        fields = b"".join([b"%s: %s\r\n" % f for f in raw if f[0].lower() not in dropped])
         reusable = head.keep_alive
         # An answer before the whole body (a refusal): the client's connection closes after
         # it, the rest of the body unread (RFC 9112 §9.6), as the upstream's link does.

@@ -57,17 +57,16 @@ class RevocationFollower:
         return serial in self._revoked
 
     def is_fresh(self) -> bool:
-        # Asked on every protected request: the latest proof, without staleness()'s list.
-        heard, crl = self._last_heard, self._crl_heard
-        if heard is None or (crl is not None and crl > heard):
-            heard = crl
-        return heard is not None and self._monotonic() - heard <= self._max_staleness
+        staleness = self.staleness()
+        return staleness is not None and staleness <= self._max_staleness
 
     def staleness(self) -> float | None:
         """Seconds since the CA last proved the view current, by the stream or the CRL (for
-        the health endpoint)."""
-        heard = [t for t in (self._last_heard, self._crl_heard) if t is not None]
-        return None if not heard else self._monotonic() - max(heard)
+        the health endpoint, and for every protected request)."""
+        heard, crl = self._last_heard, self._crl_heard
+        if heard is None or (crl is not None and crl > heard):
+            heard = crl
+        return None if heard is None else self._monotonic() - heard
 
     def source(self) -> str | None:
         """Which source proved the view current last: "stream" or "crl"."""

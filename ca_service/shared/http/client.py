@@ -111,18 +111,7 @@ class ClientConnection(asyncio.Protocol):
         if reader.extra:
             self.closed = True
         if events:
-            listener = self._listener
-            if listener is None:
-                self._wake()
-                return
-            # _tell(), written out: a submitted exchange's answer, handed over at once.
-            self._listener = None
-            self.waiting_since = 0.0
-            first = self._events.popleft()
-            if isinstance(first, Incoming | BaseException):
-                listener.answered(self, first)
-            else:
-                listener.answered(self, ProtocolError("the answer has no head", 502))
+            self._wake()
 
     def eof_received(self) -> bool | None:
         self._ended(None)
@@ -228,19 +217,21 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is None:
             raise ConnectionResetError("the connection is closed")
 
+    def _expect_answer(self, method: str) -> None:
+        """A reader for the answer to a ``method`` request about to be sent (the last
+        exchange's again, when it can serve)."""
+        spare, self._spare = self._spare, None
+        self._reader = ResponseReader(method) if spare is None else spare.next(method)
+        self._events.clear()
+        self.cut_short = False
+
     def submit(self, head: bytes, method: str, listener: Answered) -> None:
         """Sends a request without a body (its :func:`request_head`); ``listener`` is told of the
         answer's head from within the protocol's callbacks, the body then being read as
         after :meth:`request`. Raises ``ConnectionResetError`` at once when the connection
         is known to be closed."""
-        spare, self._spare = self._spare, None
-        self._reader = ResponseReader(method) if spare is None else spare.next(method)
-        self._events.clear()
-        self.cut_short = False
-        transport = self.transport
-        if transport is None or self.closed:
-            raise ConnectionResetError("the connection is closed")
-        transport.write(head)
+        self._expect_answer(method)
+        self.write(head)
         self.waiting_since = time.monotonic()
         self._listener = listener
 
@@ -260,10 +251,7 @@ class ClientConnection(asyncio.Protocol):
         connection is not used again. Raises ``OSError`` (``ConnectionError``) when the
         connection broke, :class:`ProtocolError` when the answer is not HTTP/1.1 (and whatever
         ``body`` raises: the sender's error)."""
-        spare, self._spare = self._spare, None
-        self._reader = ResponseReader(method) if spare is None else spare.next(method)
-        self._events.clear()
-        self.cut_short = False
+        self._expect_answer(method)
         if body is None:
             self.write(request_head(method, target, headers))
         else:

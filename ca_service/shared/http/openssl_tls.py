@@ -111,8 +111,7 @@ class AnyClientCertificateTls:
             pieces.append(_VIEW[:size].tobytes())
             if not _openssl.BIO_get_mem_data(self._in, _NULL) and not _openssl.SSL_pending(tls):
                 break  # all read: no further call to be told so
-        if _openssl.BIO_get_mem_data(self._out, _NULL):
-            self._flush()  # e.g. the answer to a key update
+        self._flush()  # e.g. the answer to a key update
         if len(pieces) == 1:
             return pieces[0]
         return b"".join(pieces)
@@ -128,15 +127,7 @@ class AnyClientCertificateTls:
                 if result <= 0:
                     raise self._failed(result)
                 written += result
-        # _flush(), written out: every answer goes through here.
-        out = self._out
-        pending = _openssl.BIO_get_mem_data(out, _NULL)
-        while pending > 0:
-            size = _openssl.BIO_read(out, _C_OUT, min(pending, _OUT))
-            if size <= 0:
-                return
-            self._transport.write(_OUT_VIEW[:size].tobytes())
-            pending -= size
+        self._flush()
 
     def close(self) -> None:
         if not self.established:

@@ -75,10 +75,7 @@ class Incoming(Head):
         *,
         raw: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        # Head's fields set here, not by its __init__: one call less per message.
-        self.first = first
-        self._headers = headers
-        self.raw = raw
+        super().__init__(first, headers, raw=raw)
         self.keep_alive = True
         # The Connection field's tokens, lower-case (hop-by-hop names among them).
         self.connection: frozenset[str] = frozenset()
@@ -344,9 +341,7 @@ class RequestReader(_Reader):
         message, fields = self._complete_head()
         if version == "1.1" and b"host" not in fields:
             raise ProtocolError("an HTTP/1.1 request needs a Host field")
-        tokens = message.connection = (
-            _connection_tokens(fields) if b"connection" in fields else _NO_TOKENS
-        )
+        tokens = message.connection = _connection_tokens(fields)
         message.keep_alive = "close" not in tokens if version == "1.1" else "keep-alive" in tokens
         if message.length and self._max_body is not None and message.length > self._max_body:
             raise ProtocolError(f"bodies are limited to {self._max_body} bytes", 413)
@@ -441,9 +436,7 @@ class ResponseReader(_Reader):
             message.length, message.chunked = 0, False
         elif not message.chunked and b"content-length" not in fields:
             message.length, message.until_close = None, True
-        tokens = message.connection = (
-            _connection_tokens(fields) if b"connection" in fields else _NO_TOKENS
-        )
+        tokens = message.connection = _connection_tokens(fields)
         message.keep_alive = version == "1.1" and "close" not in tokens and not message.until_close
         self._head = message
         self._events.append(message)

@@ -228,11 +228,10 @@ class Request:
         connection: Connection,
         body: _Body | None = None,
         content: bytes = b"",
-        has_body: bool | None = None,
     ) -> None:
         self.head = head
         self.connection = connection
-        self.has_body = head.has_body if has_body is None else has_body
+        self.has_body = head.has_body
         self.method, self.target, _ = head.first
         self.path, _, self.query = self.target.partition("?")
         self._body = body
@@ -645,7 +644,7 @@ class _ServerConnection(asyncio.Protocol):
         if self._server.max_body is None or not has_body:
             self._guard.busy(self._slot)
             self._body = _Body(self) if has_body else None
-            request = Request(head, self._connection, self._body, has_body=has_body)
+            request = Request(head, self._connection, self._body)
             self._request = request
             if self._body is None and not ended:
                 self._expect_end()
@@ -700,10 +699,7 @@ class _ServerConnection(asyncio.Protocol):
     def _deliver(self, request: Request, result: Response | Awaitable[Response]) -> None:
         if isinstance(result, Response) and isinstance(result.body, bytes):
             try:
-                keep_alive = (
-                    request.head.keep_alive and not self._reader.closing and not self._close_after
-                )
-                self._send_whole(result, request, keep_alive)
+                self._send_whole(result, request, self._keep_alive(request))
                 self._finish(request, result.status, len(result.body), True)
             except Exception:
                 # Called from another protocol's callback (Pending): nothing may escape.
@@ -753,6 +749,21 @@ class _ServerConnection(asyncio.Protocol):
     ) -> tuple[bytes, bool]:
         """The response head, and whether the body goes chunked."""
         status = response.status
+        if (
+            keep_alive
+            and response.fields
+            and not response.headers
+            and length is not None
+            and not response.close
+            and status in _FIELDS_ONLY_HEADS
+        ):
+            # The common proxied answer: its fields encoded and checked already, a length.
+            return b"%s%s\r\n%sContent-Length: %d\r\n\r\n" % (
+                _FIELDS_ONLY_HEADS[status],
+                http_date_bytes(),
+                response.fields,
+                length,
+            ), False
         headers = [("Date", http_date()), *response.headers]
         if response.close:
             keep_alive = False
@@ -779,33 +790,16 @@ class _ServerConnection(asyncio.Protocol):
     def _send_whole(self, response: Response, request: Request | None, keep_alive: bool) -> None:
         body = response.body
         assert isinstance(body, bytes)
-        status = response.status
-        if (
-            keep_alive
-            and response.fields
-            and not response.headers
-            and not response.close
-            and status in _FIELDS_ONLY_HEADS
-        ):
-            # The common proxied answer: its fields encoded and checked already, _head()'s
-            # work reduced to one format.
-            head = b"%s%s\r\n%sContent-Length: %d\r\n\r\n" % (
-                _FIELDS_ONLY_HEADS[status],
-                http_date_bytes(),
-                response.fields,
-                len(body),
-            )
-        else:
-            try:
-                if response.reuse is None:
-                    head, _ = self._head(response, request, keep_alive, len(body))
-                else:
-                    head = self._reused_head(response, request, keep_alive, len(body))
-            except ProtocolError as exc:
-                log.error("cannot send the response: %s", exc)
-                response = Response(502, [("Content-Type", "text/plain")], b"bad response\n")
-                body = b"bad response\n"
-                head, _ = self._head(response, request, False, len(body))
+        try:
+            if response.reuse is None:
+                head, _ = self._head(response, request, keep_alive, len(body))
+            else:
+                head = self._reused_head(response, request, keep_alive, len(body))
+        except ProtocolError as exc:
+            log.error("cannot send the response: %s", exc)
+            response = Response(502, [("Content-Type", "text/plain")], b"bad response\n")
+            body = b"bad response\n"
+            head, _ = self._head(response, request, False, len(body))
         no_body = (request is not None and request.method == "HEAD") or response.status in (
             204,
             304,
@@ -902,8 +896,7 @@ class _ServerConnection(asyncio.Protocol):
                 # The handler did not read the whole body: read it away (up to a limit).
                 self._discarding = max(0, DRAIN_LIMIT - body.size)
             body.pieces.clear()
-        if self._paused & _BODY_FULL:
-            self._resume(_BODY_FULL)
+        self._resume(_BODY_FULL)
         assert self._slot is not None
         self._guard.waiting(self._slot)
         if self._pending:

@@ -76,8 +76,7 @@ class ConnectionGuard:
         return slot
 
     def waiting(self, slot: Slot) -> None:
-        loop = self._loop  # set by admit(), which every slot came from
-        self.admission.waiting_again(slot, loop.time() if loop is not None else self._now())
+        self.admission.waiting_again(slot, self._now())
         if self._timer is None and not slot.released:
             self._arm(slot.since + self.admission.head_timeout)
 
