@@ -25,13 +25,23 @@ also does: the full table of malformed requests, admission and deadlines, an ups
 streamed bodies, metrics, sessions and screens. It is a yardstick, not a product: what a
 proxied request's Python costs when it is written as one path with few objects.
 
+The *kept* proxy (``python bench/proxy_floor.py kept …``, the same arguments) is the lean one
+with the per-request bookkeeping the gateway cannot drop added, still written as one path:
+the gateway's admission guard (:class:`ConnectionGuard`: busy once the head is in, waiting
+again after the answer, so the head deadline and eviction work), one upstream pool per
+process (a connection taken and given back per request, its idle time checked, instead of one
+upstream connection per client connection), the head's limits (bytes, number of fields,
+version 1.1, exactly one Host) and the gateway's metrics (time to the upstream's answer,
+requests by status and duration). It still leaves out the rest listed above. It measures
+what the gateway's proxied path would cost at best if it were written as one piece.
+
 The measurement (``python bench/proxy_floor.py [--runs 5] [--workers 1]``) sets up the stack
 of ``bench/gateway.py`` (its redis-server, ca-service, sample upstream, certificates, nginx
 configuration and load generator) and measures keep-alive windows of ``--connections``
-connections sending ``GET /echo`` in turn, the four servers taking turns within each run:
+connections sending ``GET /echo`` in turn, the five servers taking turns within each run:
 server CPU per request (the whole process tree), requests/s, and the share of the gateway's
 CPU above the floor. The gateway and nginx run ``--workers`` worker processes, the floor and
-the lean proxy one process per worker as well (SO_REUSEPORT).
+the lean and kept proxies one process per worker as well (SO_REUSEPORT).
 """
 
 from __future__ import annotations
@@ -150,9 +160,15 @@ def _serve(loop: asyncio.AbstractEventLoop, factory: object, port: int, parent: 
 
 
 def lean_proxy(
-    port: int, upstream_port: int, certificate: Path, key: Path, trust: Path, parent: int | None
+    port: int,
+    upstream_port: int,
+    certificate: Path,
+    key: Path,
+    trust: Path,
+    parent: int | None,
+    bookkeeping: bool = False,
 ) -> None:
-    """The lean proxy of the module's docstring."""
+    """The lean proxy of the module's docstring; with ``bookkeeping``, the kept one."""
     import httptools
     import uvloop
     from cryptography import x509
@@ -160,8 +176,11 @@ def lean_proxy(
 
     from ca_service.shared.http.messages import HOP_BY_HOP, http_date
     from ca_service.shared.http.openssl_tls import AnyClientCertificateTls
+    from ca_service.shared.net.admission import Admission, Slot
+    from ca_service.shared.net.guard import ConnectionGuard
     from gateway.accesslog import access_line
     from gateway.identity import IDENTITY_HEADERS, Identity, identify, identity_headers
+    from gateway.metrics import GatewayMetrics
     from gateway.tls import TlsFiles, build_server_context
 
     context = build_server_context(TlsFiles(certificate, key, certificate))
@@ -194,6 +213,15 @@ def lean_proxy(
         sys.stderr.write("\n".join(lines) + "\n")
         lines.clear()
 
+    # With bookkeeping, what the gateway keeps per request besides: the admission guard
+    # (busy at the head, waiting again after the answer: the head deadline and eviction),
+    # one upstream pool per process (taken and given back per request, idle time checked),
+    # the head's limits (bytes, fields, version, one Host), and the metrics (time to the
+    # upstream's answer, requests by status and duration).
+    guard = ConnectionGuard(Admission(10_000, 30.0), name="lean+") if bookkeeping else None
+    metrics = GatewayMetrics()
+    idle: list[Upstream] = []
+
     class Upstream(asyncio.Protocol):
         def __init__(self, client: Client) -> None:
             self.client = client
@@ -201,6 +229,7 @@ def lean_proxy(
             self.fields: list[tuple[bytes, bytes]] = []
             self.body: list[bytes] = []
             self.transport: asyncio.Transport | None = None
+            self.idle_since = 0.0
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.transport = cast(asyncio.Transport, transport)
@@ -217,6 +246,8 @@ def lean_proxy(
         def on_message_complete(self) -> None:
             client = self.client
             status = self.parser.get_status_code()
+            if guard is not None:
+                metrics.upstream_seconds(time.perf_counter() - client.started)
             body = b"".join(self.body)
             head = [b"HTTP/1.1 %d OK\r\nDate: %s\r\n" % (status, http_date().encode())]
             head += [b"%s: %s\r\n" % f for f in self.fields if f[0].lower() not in not_relayed]
@@ -242,9 +273,21 @@ def lean_proxy(
                     None,
                 )
             )
+            if guard is not None:
+                metrics.request(status, time.perf_counter() - client.started)
+                if self.parser.should_keep_alive() and len(idle) < 64:
+                    self.idle_since = time.monotonic()
+                    idle.append(self)
+                client.upstream = None
+                if client.slot is not None:
+                    guard.waiting(client.slot)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self.client.transport.close()
+            if self in idle:
+                idle.remove(self)
+            self.transport = None
+            if guard is None or self.client.upstream is self:
+                self.client.transport.close()
 
     class Client(asyncio.Protocol):
         transport: asyncio.Transport
@@ -253,14 +296,23 @@ def lean_proxy(
         def __init__(self) -> None:
             self.parser = httptools.HttpRequestParser(self)
             self.fields: list[tuple[bytes, bytes]] = []
+            self.names: dict[bytes, bytes] = {}
             self.target = b""
             self.path = self.user = self.address = ""
             self.certificate: bytes | None = None
             self.upstream: Upstream | None = None
             self.waiting: list[bytes] = []
+            self.slot: Slot | None = None
+            self.started = 0.0
+            self.head_bytes = 0
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.transport = cast(asyncio.Transport, transport)
+            if guard is not None:
+                self.slot = guard.admit(self.transport.abort)
+                if self.slot is None:
+                    self.transport.abort()
+                    return
             self.tls = AnyClientCertificateTls(context, self.transport)
             self.address = self.transport.get_extra_info("peername")[0]
 
@@ -268,6 +320,10 @@ def lean_proxy(
             try:
                 plain = self.tls.receive(data)
                 if plain:
+                    if guard is not None:
+                        self.head_bytes += len(plain)
+                        if self.head_bytes > 32 * 1024:
+                            raise httptools.HttpParserError("head too large")
                     self.parser.feed_data(plain)
             except (OSError, EOFError, httptools.HttpParserError):
                 self.transport.abort()
@@ -277,8 +333,25 @@ def lean_proxy(
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self.fields.append((name, value))
+            if guard is not None:
+                lower = name.lower()
+                names = self.names
+                if lower not in names:
+                    names[lower] = value
+                elif lower == b"host":
+                    raise ValueError("more than one Host field")
 
         def on_message_complete(self) -> None:
+            if guard is not None:
+                self.started = time.perf_counter()
+                if self.slot is not None:
+                    guard.busy(self.slot)
+                if self.parser.get_http_version() != "1.1" or b"host" not in self.names:
+                    raise ValueError("HTTP/1.1 with one Host only")
+                if len(self.fields) > 100:
+                    raise ValueError("too many fields")
+                self.head_bytes = 0
+                self.names = {}
             if self.certificate is None:
                 self.certificate = self.tls.peer_certificate()
             certified = None
@@ -320,6 +393,14 @@ def lean_proxy(
             head.append(extra + b"\r\n")
             self.fields = []
             request = b"".join(head)
+            if guard is not None:
+                now = time.monotonic()
+                while idle:
+                    upstream = idle.pop()
+                    if now - upstream.idle_since < 30.0 and upstream.transport is not None:
+                        upstream.client = self
+                        self.upstream = upstream
+                        break
             if self.upstream is not None and self.upstream.transport is not None:
                 self.upstream.transport.write(request)
                 return
@@ -336,6 +417,10 @@ def lean_proxy(
             self.waiting.clear()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            if guard is not None:
+                if self.slot is not None:
+                    guard.release(self.slot)
+                return  # its upstream connection, if any, stays in the pool
             if self.upstream is not None and self.upstream.transport is not None:
                 self.upstream.transport.close()
 
@@ -348,8 +433,10 @@ def start_floor(stack: GatewayStack, workers: int) -> tuple[bench.Target, Proces
     return _start(stack, "floor", "relay", workers)
 
 
-def start_lean(stack: GatewayStack, workers: int) -> tuple[bench.Target, Process]:
-    return _start(stack, "lean", "lean", workers, str(stack.tls_dir / "client-trust.pem"))
+def start_lean(
+    stack: GatewayStack, workers: int, mode: str = "lean"
+) -> tuple[bench.Target, Process]:
+    return _start(stack, mode, mode, workers, str(stack.tls_dir / "client-trust.pem"))
 
 
 def _start(
@@ -378,12 +465,21 @@ def main() -> int:
         port, upstream_port, certificate, key, workers = sys.argv[2:7]
         relay(int(port), int(upstream_port), Path(certificate), Path(key), int(workers))
         return 0
-    if len(sys.argv) > 1 and sys.argv[1] == "lean":
+    if len(sys.argv) > 1 and sys.argv[1] in ("lean", "kept"):
+        mode = sys.argv[1]
         port, upstream_port, certificate, key, workers, trust = sys.argv[2:8]
         parent = int(sys.argv[8]) if len(sys.argv) > 8 else None
         if parent is None:
-            _children("lean", int(workers))
-        lean_proxy(int(port), int(upstream_port), Path(certificate), Path(key), Path(trust), parent)
+            _children(mode, int(workers))
+        lean_proxy(
+            int(port),
+            int(upstream_port),
+            Path(certificate),
+            Path(key),
+            Path(trust),
+            parent,
+            bookkeeping=mode == "kept",
+        )
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -415,6 +511,8 @@ def main() -> int:
             helpers.append(floor_process)
             lean, lean_process = start_lean(stack, args.workers)
             helpers.append(lean_process)
+            kept, kept_process = start_lean(stack, args.workers, "kept")
+            helpers.append(kept_process)
             upstream = f"127.0.0.1:{stack.upstream.port}"
             with bench.nginx_server(
                 workdir / "nginx", stack.tls_dir, upstream, args.workers, access_log=True
@@ -422,6 +520,7 @@ def main() -> int:
                 targets = {
                     "floor": floor,
                     "lean": lean,
+                    "kept": kept,
                     "gateway": bench.Target("gateway", gateway.port, True, gateway.process.pid),
                     "nginx": nginx,
                 }
@@ -471,7 +570,7 @@ def print_summary(results: dict[str, list[bench.Figures]], args: argparse.Namesp
         name: statistics.median(
             f.cpu_us / n.cpu_us for f, n in zip(results[name], results["nginx"], strict=True)
         )
-        for name in ("floor", "lean", "gateway")
+        for name in _PYTHON
     }
     above = statistics.median(
         g.cpu_us - f.cpu_us for g, f in zip(results["gateway"], results["floor"], strict=True)
@@ -480,19 +579,21 @@ def print_summary(results: dict[str, list[bench.Figures]], args: argparse.Namesp
         name: statistics.median(
             f.rate / n.rate for f, n in zip(results[name], results["nginx"], strict=True)
         )
-        for name in ("floor", "lean", "gateway")
+        for name in _PYTHON
     }
     print(
-        f"CPU per request against nginx's in the same run (median of the runs' ratios): floor "
-        f"{ratios['floor']:.2f}x, lean {ratios['lean']:.2f}x, gateway {ratios['gateway']:.2f}x; "
-        f"requests/s: floor {rates['floor']:.2f}x, lean {rates['lean']:.2f}x, gateway "
-        f"{rates['gateway']:.2f}x; the gateway above the floor: {above:.0f} µs per request "
+        "CPU per request against nginx's in the same run (median of the runs' ratios): "
+        + ", ".join(f"{name} {ratios[name]:.2f}x" for name in _PYTHON)
+        + "; requests/s: "
+        + ", ".join(f"{name} {rates[name]:.2f}x" for name in _PYTHON)
+        + f"; the gateway above the floor: {above:.0f} µs per request "
         "(HTTP/1.1 parsing and framing both ways, the checks, the headers, the pool, the "
         "access log)"
     )
 
 
-_TARGETS = ("floor", "lean", "gateway", "nginx")
+_TARGETS = ("floor", "lean", "kept", "gateway", "nginx")
+_PYTHON = ("floor", "lean", "kept", "gateway")
 
 
 if __name__ == "__main__":
