@@ -804,11 +804,7 @@ class _ServerConnection(asyncio.Protocol):
             204,
             304,
         )
-        if self._transport is not None:
-            if self._tls is not None:
-                self._tls.send(head if no_body else head + body)
-            else:
-                self._transport.write(head if no_body else head + body)
+        self._write(head if no_body else head + body)
         if response.finished is not None:
             response.finished(True)
 
