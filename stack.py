@@ -42,6 +42,13 @@ def _say(message: str) -> None:
     print(f"[stack] {message}", flush=True)
 
 
+# Extras that include others (pyproject.toml: ``test`` begins with ``ca-service[demo]``).
+# Installing one records those as installed too: otherwise `stack.py up`, run by a test
+# while others run, would install the project again and rewrite the console scripts in
+# .venv/bin (ca-admin, ca-service) under the tests that start them.
+INCLUDED_EXTRAS = {"test": ("demo",)}
+
+
 def ensure_venv(extras: str) -> None:
     """Creates .venv and installs the project with ``extras`` unless already current."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this script may run under any python3
@@ -58,6 +65,8 @@ def ensure_venv(extras: str) -> None:
     subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
     target = f".[{extras}]" if extras else "."
     subprocess.run([*pip, "install", "-e", target], check=True, cwd=ROOT)
+    for included in INCLUDED_EXTRAS.get(extras, ()):
+        (VENV / f".installed-{included}").write_text(digest)
     stamp.write_text(digest)
 
 

@@ -53,3 +53,23 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert commands == ["python3 stack.py up", "python3 stack.py test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "exec python3 stack.py test" in ci
+
+
+def test_the_extras_stack_py_counts_as_included_are_included() -> None:
+    """`stack.py test` records the demo extra as installed (so that `stack.py up`, run by a
+    test, does not install the project again under the running tests): pyproject.toml's
+    extra must really pull it in."""
+    import importlib.util
+    import tomllib
+
+    spec = importlib.util.spec_from_file_location("stack", ROOT / "stack.py")
+    assert spec is not None and spec.loader is not None
+    stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stack)
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert stack.INCLUDED_EXTRAS, "stack.py names no included extras"
+    for extra, included in stack.INCLUDED_EXTRAS.items():
+        for name in included:
+            assert f"ca-service[{name}]" in extras[extra], (extra, name)
